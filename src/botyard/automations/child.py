@@ -1,0 +1,186 @@
+"""The child process an automation runs in: one job at a time, reused until it is killed.
+
+Started by the worker with ``python -m botyard.automations.child FD`` in a session of its own,
+so that a timeout or a cancel can kill it together with everything the job started.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from pydantic_core import to_jsonable_python
+
+from botyard.automations.context import JobContext
+from botyard.automations.registry import Automation, Registry, load_automations
+from botyard.errors import BotyardError, BusinessError, LeaseLost, PayloadInvalid
+from botyard.jobs import Outcome
+
+_TRACEBACK_LIMIT = 8000
+
+
+class PipeChannel:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        self.conn.send(message)
+
+    def request(self, message: tuple[Any, ...]) -> Any:
+        self.conn.send(message)
+        reply = self.conn.recv()
+        if not (isinstance(reply, tuple) and reply and reply[0] == "reply"):
+            raise BotyardError(f"unexpected message from the worker: {reply!r}")
+        return reply[1]
+
+
+class _JobOutput(io.TextIOBase):
+    """``print`` inside a job becomes a log line of the job."""
+
+    def __init__(self, channel: PipeChannel, level: str) -> None:
+        self.channel = channel
+        self.level = level
+        self.buffer_text = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.buffer_text += text
+        while "\n" in self.buffer_text:
+            line, self.buffer_text = self.buffer_text.split("\n", 1)
+            self.channel.send(("log", self.level, line, time.time()))
+        return len(text)
+
+    def flush(self) -> None:
+        if self.buffer_text:
+            self.channel.send(("log", self.level, self.buffer_text, time.time()))
+            self.buffer_text = ""
+
+
+def _error(exc: BaseException, kind: str | None = None) -> dict[str, Any]:
+    text = "".join(traceback.format_exception(exc))
+    return {
+        "type": kind or type(exc).__name__,
+        "message": str(exc),
+        "traceback": text[-_TRACEBACK_LIMIT:],
+    }
+
+
+def run_function(item: Automation, ctx: JobContext) -> tuple[Outcome, Any, dict[str, Any] | None]:
+    assert item.func is not None
+    try:
+        kwargs = item.kwargs(ctx.payload)
+    except PayloadInvalid as exc:
+        # A payload that was valid at submission but no longer is: retrying will not help.
+        return Outcome.BUSINESS_ERROR, None, {"type": "PayloadInvalid", "message": str(exc.errors)}
+    try:
+        result = item.func(ctx, **kwargs)
+    except BusinessError as exc:
+        return Outcome.BUSINESS_ERROR, None, _error(exc)
+    except LeaseLost as exc:
+        return Outcome.CANCELLED, None, _error(exc)
+    except Exception as exc:
+        ctx.log.error("%s: %s", type(exc).__name__, exc)
+        return Outcome.ERROR, None, _error(exc)
+    try:
+        json.dumps(to_jsonable_python(result))
+        return Outcome.SUCCEEDED, to_jsonable_python(result), None
+    except (TypeError, ValueError) as exc:
+        return Outcome.ERROR, None, _error(exc, "ResultNotJSON")
+
+
+def run_script(item: Automation, ctx: JobContext) -> tuple[Outcome, Any, dict[str, Any] | None]:
+    """Run a standalone script with its payload in a JSON file; exit 0 means success."""
+    assert item.script is not None
+    with tempfile.TemporaryDirectory(prefix=f"botyard-job-{ctx.job_id}-") as tmp:
+        payload_file = Path(tmp) / "payload.json"
+        result_file = Path(tmp) / "result.json"
+        payload_file.write_text(json.dumps(ctx.payload))
+        env = {
+            **os.environ,
+            "BOTYARD_PAYLOAD_FILE": str(payload_file),
+            "BOTYARD_RESULT_FILE": str(result_file),
+            "BOTYARD_EVIDENCE_DIR": str(ctx.evidence_dir),
+            "BOTYARD_JOB_ID": str(ctx.job_id),
+            "BOTYARD_ATTEMPT": str(ctx.attempt),
+        }
+        proc = subprocess.Popen(
+            [sys.executable, str(item.script)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=item.script.parent,
+            text=True,
+            errors="replace",
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            ctx.log.info("%s", line.rstrip("\n"))
+        code = proc.wait()
+        result = json.loads(result_file.read_text()) if result_file.exists() else None
+    if code == 0:
+        return Outcome.SUCCEEDED, result, None
+    error = {"type": "ScriptFailed", "message": f"{item.script.name} exited with code {code}"}
+    return Outcome.ERROR, None, error
+
+
+def serve(conn: Connection, registry: Registry) -> None:
+    channel = PipeChannel(conn)
+    stdout, stderr = sys.stdout, sys.stderr
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return  # the worker is gone
+        if message[0] != "run":
+            continue
+        job = message[1]
+        started = time.time()
+        ctx = JobContext(
+            job_id=job["id"],
+            attempt=job["attempt"],
+            automation=job["automation"],
+            payload=job["payload"],
+            evidence_dir=Path(job["evidence_dir"]),
+            channel=channel,
+        )
+        sys.stdout = _JobOutput(channel, "INFO")
+        sys.stderr = _JobOutput(channel, "WARNING")
+        try:
+            item = registry.get(job["automation"])
+            runner = run_script if item.script is not None else run_function
+            outcome, result, error = runner(item, ctx)
+        except BotyardError as exc:
+            outcome, result, error = Outcome.BUSINESS_ERROR, None, _error(exc)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            sys.stdout, sys.stderr = stdout, stderr
+        conn.send(("done", outcome.value, result, error, started))
+
+
+def main() -> None:
+    conn = Connection(int(sys.argv[1]))
+    modules, scripts = conn.recv()
+    try:
+        registry = load_automations(modules, scripts)
+    except Exception as exc:
+        conn.send(("init_failed", f"{type(exc).__name__}: {exc}"))
+        sys.exit(2)
+    conn.send(("ready", os.getpid()))
+    serve(conn, registry)
+
+
+if __name__ == "__main__":
+    main()

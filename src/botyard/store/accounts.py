@@ -1,0 +1,95 @@
+"""Users of the API and the audit log of what they did."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, RowMapping, func, select
+from sqlalchemy.exc import IntegrityError
+
+from botyard.errors import BotyardError
+from botyard.store.records import AuditRecord, UserRecord
+from botyard.store.tables import audit_events, users, utcnow
+
+
+class UserExists(BotyardError):
+    """A user with this name exists already."""
+
+
+def _user(row: RowMapping) -> UserRecord:
+    return UserRecord(
+        id=row["id"],
+        username=row["username"],
+        password_hash=row["password_hash"],
+        role=row["role"],
+        disabled=row["disabled"],
+    )
+
+
+class Users:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def get(self, username: str) -> UserRecord | None:
+        with self.engine.connect().execution_options(readonly=True) as conn:
+            row = conn.execute(select(users).where(users.c.username == username)).mappings().first()
+            return _user(row) if row else None
+
+    def create(self, username: str, password_hash: str, role: str) -> UserRecord:
+        try:
+            with self.engine.begin() as conn:
+                row = (
+                    conn.execute(
+                        users.insert()
+                        .values(
+                            username=username,
+                            password_hash=password_hash,
+                            role=role,
+                            disabled=False,
+                            created_at=utcnow(),
+                        )
+                        .returning(*users.c)
+                    )
+                    .mappings()
+                    .one()
+                )
+                return _user(row)
+        except IntegrityError as exc:
+            raise UserExists(f"user {username!r} exists already", username=username) from exc
+
+    def count(self) -> int:
+        with self.engine.connect().execution_options(readonly=True) as conn:
+            return conn.execute(select(func.count()).select_from(users)).scalar_one()
+
+
+class AuditLog:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def record(
+        self,
+        action: str,
+        *,
+        actor: str | None,
+        target: str | None = None,
+        client: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                audit_events.insert().values(
+                    at=utcnow(),
+                    actor=actor,
+                    action=action,
+                    target=target,
+                    client=client,
+                    details=details or {},
+                )
+            )
+
+    def list(self, *, limit: int = 100, offset: int = 0) -> list[AuditRecord]:
+        with self.engine.connect().execution_options(readonly=True) as conn:
+            rows = conn.execute(
+                select(audit_events).order_by(audit_events.c.id.desc()).limit(limit).offset(offset)
+            ).mappings()
+            return [AuditRecord(**dict(r)) for r in rows]

@@ -1,0 +1,591 @@
+"""The SQL job store (SQLite or PostgreSQL): every job state change is one fenced statement."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    RowMapping,
+    and_,
+    func,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from botyard.errors import InvalidTransition, JobNotFound
+from botyard.jobs import (
+    CANCELLABLE,
+    RESOLVABLE,
+    RETRYABLE_BY_PERSON,
+    JobStatus,
+    Outcome,
+    decide,
+)
+from botyard.store import claims
+from botyard.store.accounts import AuditLog, Users
+from botyard.store.engine import build_engine, upgrade
+from botyard.store.records import (
+    Activity,
+    AttemptRecord,
+    ClaimedJob,
+    Completion,
+    EvidenceRecord,
+    JobFilter,
+    JobRecord,
+    LogLine,
+    NewJob,
+    StepRecord,
+)
+from botyard.store.tables import attempts, evidence, jobs, log_lines, steps, utcnow
+from botyard.store.workers import Workers
+
+_RUNNING = JobStatus.RUNNING.value
+
+
+def job_record(row: RowMapping, **extra: Any) -> JobRecord:
+    return JobRecord(
+        id=row["id"],
+        automation=row["automation"],
+        provider=row["provider"],
+        queue=row["queue"],
+        priority=row["priority"],
+        status=JobStatus(row["status"]),
+        payload=row["payload"],
+        result=row["result"],
+        error=row["error"],
+        idempotency_key=row["idempotency_key"],
+        max_attempts=row["max_attempts"],
+        timeout=row["timeout"],
+        idempotent=row["idempotent"],
+        attempt=row["attempt"],
+        attempt_base=row["attempt_base"],
+        side_effect=row["side_effect"],
+        not_before=row["not_before"],
+        worker_id=row["worker_id"],
+        lease_expires_at=row["lease_expires_at"],
+        created_by=row["created_by"],
+        resolution=row["resolution"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        **extra,
+    )
+
+
+class SqlStore:
+    """Jobs, attempts, steps, logs and evidence; workers, users and the audit log hang off it."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self.workers = Workers(engine)
+        self.users = Users(engine)
+        self.audit = AuditLog(engine)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.dialect == "postgresql"
+
+    def migrate(self) -> None:
+        upgrade(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _read(self) -> Connection:
+        return self.engine.connect().execution_options(readonly=True)
+
+    # -- submission ---------------------------------------------------------
+
+    def submit(self, new: NewJob) -> tuple[JobRecord, bool]:
+        """Store a job; with an ``idempotency_key`` already used, return the first job instead."""
+        now = utcnow()
+        values = {
+            "automation": new.automation,
+            "provider": new.provider,
+            "queue": new.queue,
+            "priority": new.priority,
+            "status": JobStatus.QUEUED.value,
+            "payload": new.payload,
+            "idempotency_key": new.idempotency_key,
+            "max_attempts": new.max_attempts,
+            "timeout": new.timeout,
+            "idempotent": new.idempotent,
+            "attempt": 0,
+            "attempt_base": 0,
+            "not_before": new.not_before or now,
+            "created_by": new.created_by,
+            "created_at": now,
+            "updated_at": now,
+        }
+        insert = (postgresql.insert if self.is_postgres else sqlite.insert)(jobs).values(values)
+        if new.idempotency_key is not None:
+            insert = insert.on_conflict_do_nothing(index_elements=["idempotency_key"])
+        with self.engine.begin() as conn:
+            row = conn.execute(insert.returning(*jobs.c)).mappings().first()
+            if row is not None:
+                return job_record(row), True
+            existing = (
+                conn.execute(select(jobs).where(jobs.c.idempotency_key == new.idempotency_key))
+                .mappings()
+                .one()
+            )
+            return job_record(existing), False
+
+    # -- the worker's side --------------------------------------------------
+
+    def claim(
+        self,
+        worker_id: str,
+        *,
+        queues: Sequence[str],
+        automations: Sequence[str],
+        limit: int,
+        lease_ttl: float,
+    ) -> list[ClaimedJob]:
+        """Take up to ``limit`` runnable jobs for ``worker_id`` in one atomic statement."""
+        if limit <= 0 or not queues or not automations:
+            return []
+        with self.engine.begin() as conn:
+            return claims.claim(
+                conn,
+                worker_id=worker_id,
+                queues=list(queues),
+                automations=list(automations),
+                limit=limit,
+                lease_ttl=lease_ttl,
+            )
+
+    def renew_leases(
+        self, worker_id: str, held: Iterable[tuple[int, int]], lease_ttl: float
+    ) -> set[tuple[int, int]]:
+        """Extend the leases ``worker_id`` still holds; returns the (job, attempt) pairs it kept."""
+        held = list(held)
+        if not held:
+            return set()
+        expires = utcnow() + timedelta(seconds=lease_ttl)
+        stmt = (
+            update(jobs)
+            .where(
+                tuple_(jobs.c.id, jobs.c.attempt).in_(held),
+                jobs.c.worker_id == worker_id,
+                jobs.c.status == _RUNNING,
+            )
+            .values(lease_expires_at=expires)
+            .returning(jobs.c.id, jobs.c.attempt)
+        )
+        with self.engine.begin() as conn:
+            return {(r.id, r.attempt) for r in conn.execute(stmt)}
+
+    def mark_side_effect(self, job_id: int, attempt: int, name: str) -> bool:
+        """Durably record that the attempt starts changing the outside world. False: lease lost."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            kept = conn.execute(
+                _fenced(update(jobs), job_id, attempt)
+                .values(side_effect=func.coalesce(jobs.c.side_effect, name), updated_at=now)
+                .returning(jobs.c.id)
+            ).first()
+            if kept is None:
+                return False
+            conn.execute(
+                update(attempts)
+                .where(attempts.c.job_id == job_id, attempts.c.number == attempt)
+                .values(side_effect=func.coalesce(attempts.c.side_effect, name))
+            )
+            conn.execute(
+                steps.insert().values(
+                    job_id=job_id,
+                    attempt=attempt,
+                    name=name,
+                    kind="side_effect",
+                    status="running",
+                    started_at=now,
+                )
+            )
+        return True
+
+    def record_activity(self, items: Sequence[Activity]) -> int:
+        """Store log lines, step changes and evidence of attempts that still hold their job.
+
+        Returns how many items were refused because their attempt lost the job.
+        """
+        if not items:
+            return 0
+        pairs = {(a.job_id, a.attempt) for a in items}
+        with self.engine.begin() as conn:
+            live = {
+                (r.id, r.attempt)
+                for r in conn.execute(
+                    select(jobs.c.id, jobs.c.attempt).where(
+                        tuple_(jobs.c.id, jobs.c.attempt).in_(list(pairs)),
+                        jobs.c.status == _RUNNING,
+                    )
+                )
+            }
+            kept = [a for a in items if (a.job_id, a.attempt) in live]
+            claims.write_activity(conn, kept)
+        return len(items) - len(kept)
+
+    def finish(self, completions: Sequence[Completion]) -> list[JobStatus | None]:
+        """Close attempts; each result is the job's new status, or None when fenced out."""
+        now = utcnow()
+        results: list[JobStatus | None] = []
+        with self.engine.begin() as conn:
+            for c in completions:
+                decision = decide(
+                    c.outcome,
+                    attempt=c.attempt - c.attempt_base,
+                    max_attempts=c.max_attempts,
+                    idempotent=c.idempotent,
+                    side_effect_started=c.side_effect is not None,
+                )
+                values: dict[str, Any] = {
+                    "status": decision.status.value,
+                    "updated_at": now,
+                    "lease_expires_at": None,
+                    "result": c.result if decision.status is JobStatus.SUCCEEDED else None,
+                    "error": c.error,
+                }
+                if decision.status is JobStatus.QUEUED:
+                    values["not_before"] = now + timedelta(seconds=decision.retry_delay)
+                    values["worker_id"] = None
+                else:
+                    values["finished_at"] = now
+                kept = conn.execute(
+                    _fenced(update(jobs), c.job_id, c.attempt).values(values).returning(jobs.c.id)
+                ).first()
+                if kept is None:
+                    results.append(None)
+                    continue
+                _close_attempt(conn, c.job_id, c.attempt, c.outcome, c.error, now)
+                results.append(decision.status)
+        return results
+
+    # -- recovery -----------------------------------------------------------
+
+    def recover_expired(self, limit: int = 500) -> list[tuple[int, JobStatus]]:
+        """Give back jobs whose lease ran out: requeued when safe, else ``needs_review``."""
+        now = utcnow()
+        recovered: list[tuple[int, JobStatus]] = []
+        query = (
+            select(
+                jobs.c.id,
+                jobs.c.attempt,
+                jobs.c.attempt_base,
+                jobs.c.max_attempts,
+                jobs.c.idempotent,
+                jobs.c.side_effect,
+            )
+            .where(jobs.c.status == _RUNNING, jobs.c.lease_expires_at < now)
+            .order_by(jobs.c.lease_expires_at)
+            .limit(limit)
+        )
+        if self.is_postgres:
+            query = query.with_for_update(skip_locked=True)
+        with self.engine.begin() as conn:
+            for row in conn.execute(query).all():
+                decision = decide(
+                    Outcome.LEASE_EXPIRED,
+                    attempt=row.attempt - row.attempt_base,
+                    max_attempts=row.max_attempts,
+                    idempotent=row.idempotent,
+                    side_effect_started=row.side_effect is not None,
+                )
+                error = {
+                    "type": "LeaseExpired",
+                    "message": "the worker running this attempt stopped renewing its lease",
+                }
+                values: dict[str, Any] = {
+                    "status": decision.status.value,
+                    "updated_at": now,
+                    "lease_expires_at": None,
+                    "error": error,
+                }
+                if decision.status is JobStatus.QUEUED:
+                    values["not_before"] = now
+                    values["worker_id"] = None
+                else:
+                    values["finished_at"] = now
+                kept = conn.execute(
+                    _fenced(update(jobs), row.id, row.attempt)
+                    .where(jobs.c.lease_expires_at < now)
+                    .values(values)
+                    .returning(jobs.c.id)
+                ).first()
+                if kept is not None:
+                    _close_attempt(conn, row.id, row.attempt, Outcome.LEASE_EXPIRED, error, now)
+                    recovered.append((row.id, decision.status))
+        return recovered
+
+    def release_orphans(self, worker_id: str) -> int:
+        """Recover jobs a previous run of ``worker_id`` left running; returns how many."""
+        past = utcnow() - timedelta(seconds=1)
+        with self.engine.begin() as conn:
+            orphaned = conn.execute(
+                update(jobs)
+                .where(jobs.c.worker_id == worker_id, jobs.c.status == _RUNNING)
+                .values(lease_expires_at=past)
+            ).rowcount
+        return len(self.recover_expired()) if orphaned else 0
+
+    # -- a person's actions -------------------------------------------------
+
+    def cancel(self, job_id: int) -> JobRecord:
+        """Cancel a queued or running job; a running attempt loses its lease at once."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            current = self._get_row(conn, job_id)
+            status = JobStatus(current["status"])
+            if status not in CANCELLABLE:
+                raise InvalidTransition(
+                    f"job {job_id} is {status.value} and cannot be cancelled", status=status
+                )
+            row = (
+                conn.execute(
+                    update(jobs)
+                    .where(jobs.c.id == job_id, jobs.c.status.in_([s.value for s in CANCELLABLE]))
+                    .values(
+                        status=JobStatus.CANCELLED.value,
+                        updated_at=now,
+                        finished_at=now,
+                        lease_expires_at=None,
+                    )
+                    .returning(*jobs.c)
+                )
+                .mappings()
+                .first()
+            )
+            if row is None:  # it moved on between the read and the write
+                raise InvalidTransition(f"job {job_id} changed status; try again")
+            if status is JobStatus.RUNNING:
+                error = {"type": "Cancelled", "message": "cancelled while running"}
+                _close_attempt(conn, job_id, current["attempt"], Outcome.CANCELLED, error, now)
+            return job_record(row)
+
+    def retry(self, job_id: int) -> JobRecord:
+        """Queue a failed or ``needs_review`` job again with a fresh budget of attempts."""
+        now = utcnow()
+        allowed = [s.value for s in RETRYABLE_BY_PERSON]
+        return self._person_move(
+            job_id,
+            allowed,
+            "retried",
+            {
+                "status": JobStatus.QUEUED.value,
+                "attempt_base": jobs.c.attempt,
+                "not_before": now,
+                "worker_id": None,
+                "side_effect": None,
+                "result": None,
+                "finished_at": None,
+                "updated_at": now,
+            },
+        )
+
+    def resolve(self, job_id: int, *, succeeded: bool, note: str, actor: str | None) -> JobRecord:
+        """Close a ``needs_review`` job as succeeded or failed, with a person's note."""
+        now = utcnow()
+        status = JobStatus.SUCCEEDED if succeeded else JobStatus.FAILED
+        resolution = {"status": status.value, "note": note, "by": actor, "at": now.isoformat()}
+        return self._person_move(
+            job_id,
+            [s.value for s in RESOLVABLE],
+            "resolved",
+            {
+                "status": status.value,
+                "resolution": resolution,
+                "finished_at": now,
+                "updated_at": now,
+            },
+        )
+
+    def _person_move(
+        self, job_id: int, allowed: list[str], verb: str, values: dict[str, Any]
+    ) -> JobRecord:
+        with self.engine.begin() as conn:
+            row = (
+                conn.execute(
+                    update(jobs)
+                    .where(jobs.c.id == job_id, jobs.c.status.in_(allowed))
+                    .values(values)
+                    .returning(*jobs.c)
+                )
+                .mappings()
+                .first()
+            )
+            if row is None:
+                current = self._get_row(conn, job_id)
+                raise InvalidTransition(
+                    f"job {job_id} is {current['status']} and cannot be {verb}",
+                    status=current["status"],
+                )
+            return job_record(row)
+
+    # -- reading ------------------------------------------------------------
+
+    def _get_row(self, conn: Connection, job_id: int) -> RowMapping:
+        row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
+        if row is None:
+            raise JobNotFound(f"job {job_id} not found", job_id=job_id)
+        return row
+
+    def get_job(self, job_id: int, *, detail: bool = True) -> JobRecord:
+        with self._read() as conn:
+            row = self._get_row(conn, job_id)
+            if not detail:
+                return job_record(row)
+            attempt_rows = conn.execute(
+                select(attempts).where(attempts.c.job_id == job_id).order_by(attempts.c.number)
+            ).mappings()
+            step_rows = conn.execute(
+                select(steps).where(steps.c.job_id == job_id).order_by(steps.c.id)
+            ).mappings()
+            return job_record(
+                row,
+                attempts=[
+                    AttemptRecord(
+                        number=a["number"],
+                        worker_id=a["worker_id"],
+                        outcome=a["outcome"],
+                        error=a["error"],
+                        side_effect=a["side_effect"],
+                        started_at=a["started_at"],
+                        finished_at=a["finished_at"],
+                    )
+                    for a in attempt_rows
+                ],
+                steps=[
+                    StepRecord(
+                        id=s["id"],
+                        attempt=s["attempt"],
+                        name=s["name"],
+                        kind=s["kind"],
+                        status=s["status"],
+                        started_at=s["started_at"],
+                        finished_at=s["finished_at"],
+                    )
+                    for s in step_rows
+                ],
+            )
+
+    def list_jobs(
+        self, filters: JobFilter, *, limit: int = 50, offset: int = 0
+    ) -> tuple[list[JobRecord], int]:
+        conditions = []
+        if filters.status is not None:
+            conditions.append(jobs.c.status == filters.status.value)
+        if filters.automation is not None:
+            conditions.append(jobs.c.automation == filters.automation)
+        if filters.provider is not None:
+            conditions.append(jobs.c.provider == filters.provider)
+        if filters.queue is not None:
+            conditions.append(jobs.c.queue == filters.queue)
+        if filters.since is not None:
+            conditions.append(jobs.c.created_at >= filters.since)
+        where = and_(True, *conditions)
+        with self._read() as conn:
+            total = conn.execute(select(func.count()).select_from(jobs).where(where)).scalar_one()
+            rows = conn.execute(
+                select(jobs).where(where).order_by(jobs.c.id.desc()).limit(limit).offset(offset)
+            ).mappings()
+            return [job_record(r) for r in rows], total
+
+    def logs(self, job_id: int, *, after: int = 0, limit: int = 1000) -> list[LogLine]:
+        with self._read() as conn:
+            self._get_row(conn, job_id)
+            rows = conn.execute(
+                select(log_lines)
+                .where(log_lines.c.job_id == job_id, log_lines.c.id > after)
+                .order_by(log_lines.c.id)
+                .limit(limit)
+            ).mappings()
+            return [
+                LogLine(
+                    id=r["id"],
+                    attempt=r["attempt"],
+                    at=r["at"],
+                    level=r["level"],
+                    message=r["message"],
+                )
+                for r in rows
+            ]
+
+    def evidence(self, job_id: int) -> list[EvidenceRecord]:
+        with self._read() as conn:
+            self._get_row(conn, job_id)
+            rows = conn.execute(
+                select(evidence).where(evidence.c.job_id == job_id).order_by(evidence.c.id)
+            ).mappings()
+            return [EvidenceRecord(**dict(r)) for r in rows]
+
+    def counts_by_status(self) -> dict[JobStatus, int]:
+        with self._read() as conn:
+            rows = conn.execute(select(jobs.c.status, func.count()).group_by(jobs.c.status))
+            counts = {s: 0 for s in JobStatus}
+            for status, count in rows:
+                counts[JobStatus(status)] = count
+            return counts
+
+    def queued_queues(self) -> list[str]:
+        """Queues that hold runnable jobs now (for the polling safety net)."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(jobs.c.queue)
+                .where(jobs.c.status == JobStatus.QUEUED.value, jobs.c.not_before <= utcnow())
+                .distinct()
+            )
+            return [r[0] for r in rows]
+
+    def next_not_before(self, queues: Sequence[str]) -> datetime | None:
+        """When the earliest delayed job of these queues becomes runnable."""
+        with self._read() as conn:
+            return conn.execute(
+                select(func.min(jobs.c.not_before)).where(
+                    jobs.c.status == JobStatus.QUEUED.value, jobs.c.queue.in_(list(queues))
+                )
+            ).scalar_one_or_none()
+
+
+def _fenced(stmt: Any, job_id: int, attempt: int) -> Any:
+    """Restrict a write to the attempt that holds the job: the fence every attempt write passes."""
+    return stmt.where(jobs.c.id == job_id, jobs.c.attempt == attempt, jobs.c.status == _RUNNING)
+
+
+def _close_attempt(
+    conn: Connection,
+    job_id: int,
+    attempt: int,
+    outcome: Outcome,
+    error: dict[str, Any] | None,
+    now: datetime,
+) -> None:
+    conn.execute(
+        update(attempts)
+        .where(attempts.c.job_id == job_id, attempts.c.number == attempt)
+        .values(outcome=outcome.value, error=error, finished_at=now)
+    )
+    step_status = "done" if outcome is Outcome.SUCCEEDED else "failed"
+    conn.execute(
+        update(steps)
+        .where(steps.c.job_id == job_id, steps.c.attempt == attempt, steps.c.status == "running")
+        .values(status=step_status, finished_at=now)
+    )
+
+
+def open_store(url: str, *, migrate: bool = True, pool_size: int = 10) -> SqlStore:
+    """Open the store at ``url`` and bring its schema up to date."""
+    store = SqlStore(build_engine(url, pool_size=pool_size))
+    if migrate:
+        store.migrate()
+    return store
+
+
+__all__ = ["SqlStore", "job_record", "open_store"]

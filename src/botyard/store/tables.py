@@ -1,0 +1,212 @@
+"""SQLAlchemy tables of the job store. Migrations in ``migrations/`` create exactly these."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone of its own)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("automation", String(200), nullable=False),
+    Column("provider", String(100), nullable=False),
+    Column("queue", String(100), nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("payload", Json, nullable=False),
+    Column("result", Json),
+    Column("error", Json),
+    Column("idempotency_key", String(255), unique=True),
+    Column("max_attempts", Integer, nullable=False),
+    Column("timeout", Float, nullable=False),
+    Column("idempotent", Boolean, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    # The attempt a run began after: a person's retry starts a fresh budget of max_attempts.
+    Column("attempt_base", Integer, nullable=False),
+    Column("side_effect", String(200)),
+    Column("not_before", UTCDateTime, nullable=False),
+    Column("worker_id", String(200)),
+    Column("lease_expires_at", UTCDateTime),
+    Column("created_by", String(150)),
+    Column("resolution", Json),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("started_at", UTCDateTime),
+    Column("finished_at", UTCDateTime),
+)
+# The claim reads queued jobs of a queue by priority then age; the sweep reads running leases.
+Index(
+    "ix_jobs_claim",
+    jobs.c.queue,
+    jobs.c.priority.desc(),
+    jobs.c.id,
+    postgresql_where=text("status = 'queued'"),
+    sqlite_where=text("status = 'queued'"),
+)
+Index(
+    "ix_jobs_lease",
+    jobs.c.lease_expires_at,
+    postgresql_where=text("status = 'running'"),
+    sqlite_where=text("status = 'running'"),
+)
+Index("ix_jobs_status_created", jobs.c.status, jobs.c.created_at)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("job_id", Id, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("worker_id", String(200), nullable=False),
+    Column("outcome", String(20)),
+    Column("error", Json),
+    Column("side_effect", String(200)),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    UniqueConstraint("job_id", "number", name="uq_attempts_job_number"),
+)
+
+steps = Table(
+    "steps",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("job_id", Id, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(20), nullable=False),  # step | side_effect
+    Column("status", String(20), nullable=False),  # running | done | failed
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+)
+Index("ix_steps_job", steps.c.job_id, steps.c.id)
+
+log_lines = Table(
+    "log_lines",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("job_id", Id, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("level", String(10), nullable=False),
+    Column("message", Text, nullable=False),
+)
+Index("ix_log_lines_job", log_lines.c.job_id, log_lines.c.id)
+
+evidence = Table(
+    "evidence",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("job_id", Id, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("step", String(200)),
+    Column("name", String(255), nullable=False),
+    Column("path", String(1024), nullable=False),
+    Column("content_type", String(100), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+Index("ix_evidence_job", evidence.c.job_id)
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("hostname", String(255), nullable=False),
+    Column("mode", String(20), nullable=False),
+    Column("pid", Integer),
+    Column("automations", Json, nullable=False),
+    Column("queues", Json, nullable=False),
+    Column("capacity", Integer, nullable=False),
+    Column("version", String(50), nullable=False),
+    Column("status", String(20), nullable=False),  # online | stopping | offline
+    Column("active", Integer, nullable=False),
+    Column("stats", Json, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("last_heartbeat", UTCDateTime, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("username", String(150), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("disabled", Boolean, nullable=False, server_default=text("false")),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(150)),
+    Column("action", String(100), nullable=False),
+    Column("target", String(255)),
+    Column("client", String(100)),
+    Column("details", Json, nullable=False),
+)
+Index("ix_audit_events_at", audit_events.c.at)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+JsonDict = dict[str, Any]

@@ -1,0 +1,93 @@
+"""Registered workers: who they are, what they run, their heartbeat and statistics."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, RowMapping, select, update
+
+from botyard.store.records import WorkerRecord
+from botyard.store.tables import jobs, utcnow, workers
+
+
+def _record(row: RowMapping) -> WorkerRecord:
+    return WorkerRecord(**dict(row))
+
+
+class Workers:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def register(
+        self,
+        worker_id: str,
+        *,
+        hostname: str,
+        mode: str,
+        pid: int | None,
+        automations: list[str],
+        queues: list[str],
+        capacity: int,
+        version: str,
+    ) -> None:
+        """Insert or refresh the worker's row; a restarted worker keeps its id and statistics."""
+        now = utcnow()
+        values: dict[str, Any] = {
+            "hostname": hostname,
+            "mode": mode,
+            "pid": pid,
+            "automations": automations,
+            "queues": queues,
+            "capacity": capacity,
+            "version": version,
+            "status": "online",
+            "active": 0,
+            "started_at": now,
+            "last_heartbeat": now,
+        }
+        with self.engine.begin() as conn:
+            updated = conn.execute(
+                update(workers).where(workers.c.id == worker_id).values(values)
+            ).rowcount
+            if not updated:
+                conn.execute(
+                    workers.insert().values(
+                        id=worker_id,
+                        stats={"processed": 0, "succeeded": 0, "failed": 0},
+                        **values,
+                    )
+                )
+
+    def heartbeat(
+        self, worker_id: str, *, active: int, stats: dict[str, int], status: str = "online"
+    ) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(workers)
+                .where(workers.c.id == worker_id)
+                .values(active=active, stats=stats, status=status, last_heartbeat=utcnow())
+            )
+
+    def list(self) -> list[WorkerRecord]:
+        with self.engine.connect().execution_options(readonly=True) as conn:
+            rows = conn.execute(select(workers).order_by(workers.c.id)).mappings()
+            return [_record(r) for r in rows]
+
+    def get(self, worker_id: str) -> WorkerRecord | None:
+        with self.engine.connect().execution_options(readonly=True) as conn:
+            row = conn.execute(select(workers).where(workers.c.id == worker_id)).mappings().first()
+            return _record(row) if row else None
+
+    def running_jobs(self, worker_id: str) -> list[int]:
+        with self.engine.connect().execution_options(readonly=True) as conn:
+            rows = conn.execute(
+                select(jobs.c.id).where(jobs.c.worker_id == worker_id, jobs.c.status == "running")
+            )
+            return [r[0] for r in rows]
+
+    @staticmethod
+    def is_online(record: WorkerRecord, now: datetime, stale_after: float) -> bool:
+        return record.status != "offline" and now - record.last_heartbeat < timedelta(
+            seconds=stale_after
+        )

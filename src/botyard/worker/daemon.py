@@ -1,0 +1,373 @@
+"""The pull worker: claims jobs from the store the moment they arrive and runs them in children.
+
+Threads: the main loop (claims), one thread per slot (runs a job on a child process), a writer
+(stores what attempts report), a keeper (renews leases, heartbeats, sweeps expired leases) and a
+listener (wake-ups and cancels from the bus). Nothing here waits on a polling interval except
+the safety net.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from botyard.bus.base import CANCEL, JOBS, Bus, Event, Subscription
+from botyard.jobs import JobStatus, Outcome
+from botyard.store.records import ClaimedJob, Completion
+from botyard.store.sql import SqlStore
+from botyard.version import __version__
+from botyard.worker.slot import Slot
+from botyard.worker.writer import StoreWriter
+
+log = logging.getLogger("botyard.worker")
+
+
+@dataclass
+class WorkerConfig:
+    automations: list[str]  # the names this worker can run
+    modules: list[str] = field(default_factory=list)
+    scripts: list[str] = field(default_factory=list)
+    worker_id: str = ""
+    queues: list[str] = field(default_factory=lambda: ["default"])
+    concurrency: int = 4
+    lease_ttl: float = 30.0
+    recover_interval: float = 5.0
+    poll_interval: float = 5.0
+    heartbeat_interval: float = 5.0
+    shutdown_grace: float = 30.0
+    max_retries: int | None = None
+    data_dir: Path = Path(".botyard")
+
+    def __post_init__(self) -> None:
+        if not self.worker_id:
+            self.worker_id = f"{socket.gethostname()}-{os.getpid()}"
+
+    @property
+    def renew_interval(self) -> float:
+        return max(0.5, min(self.lease_ttl / 3, 10.0))
+
+
+@dataclass
+class Stats:
+    processed: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    retried: int = 0
+    needs_review: int = 0
+    cancelled: int = 0
+    lost: int = 0
+
+    def count(self, status: JobStatus | None) -> None:
+        self.processed += 1
+        if status is None:
+            self.lost += 1
+        elif status is JobStatus.SUCCEEDED:
+            self.succeeded += 1
+        elif status is JobStatus.FAILED:
+            self.failed += 1
+        elif status is JobStatus.QUEUED:
+            self.retried += 1
+        elif status is JobStatus.NEEDS_REVIEW:
+            self.needs_review += 1
+        elif status is JobStatus.CANCELLED:
+            self.cancelled += 1
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+class PullWorker:
+    def __init__(self, store: SqlStore, bus: Bus, config: WorkerConfig) -> None:
+        self.store = store
+        self.bus = bus
+        self.config = config
+        self.stats = Stats()
+        self.writer = StoreWriter(store)
+        self._inbox: queue.SimpleQueue[ClaimedJob | None] = queue.SimpleQueue()
+        self._cond = threading.Condition()
+        self._idle = config.concurrency  # slots with nothing to do (buffered jobs count as busy)
+        self._wake = True  # claim at start
+        self._next_poll = 0.0
+        self._next_due: float | None = None  # monotonic time a delayed job becomes runnable
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._grace_over = threading.Event()
+        self._last_renewal = time.monotonic()
+        self._subscription: Subscription | None = None
+        cap = None if config.max_retries is None else config.max_retries + 1
+        self.slots = [
+            Slot(
+                i,
+                inbox=self._inbox,
+                writer=self.writer,
+                modules=config.modules,
+                scripts=config.scripts,
+                evidence_root=config.data_dir / "evidence",
+                max_attempts_cap=cap,
+                on_done=self._on_done,
+                on_free=self._on_free,
+            )
+            for i in range(config.concurrency)
+        ]
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def run(self, *, install_signals: bool = True) -> None:
+        """Serve until :meth:`stop` (or SIGTERM / SIGINT), then shut down gracefully."""
+        if install_signals:
+            signal.signal(signal.SIGTERM, self._on_signal)
+            signal.signal(signal.SIGINT, self._on_signal)
+        self.start()
+        try:
+            self._main_loop()
+        finally:
+            self._shutdown()
+
+    def start(self) -> None:
+        cfg = self.config
+        self.store.workers.register(
+            cfg.worker_id,
+            hostname=socket.gethostname(),
+            mode="pull",
+            pid=os.getpid(),
+            automations=cfg.automations,
+            queues=cfg.queues,
+            capacity=cfg.concurrency,
+            version=__version__,
+        )
+        # Jobs still marked as ours are orphans of an earlier run under the same id.
+        orphans = self.store.release_orphans(cfg.worker_id)
+        if orphans:
+            log.warning("recovered %d jobs left running by an earlier %s", orphans, cfg.worker_id)
+        self._subscription = self.bus.subscribe()
+        self.writer.start()
+        for slot in self.slots:
+            slot.prestart()
+            slot.start()
+        for target, name in ((self._listen, "listener"), (self._keep, "keeper")):
+            threading.Thread(target=target, name=f"botyard-{name}", daemon=True).start()
+        log.info(
+            "worker %s serving %s on queues %s with %d slots",
+            cfg.worker_id,
+            ", ".join(cfg.automations) or "nothing",
+            ", ".join(cfg.queues),
+            cfg.concurrency,
+        )
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop claiming; running jobs get ``grace`` seconds (default: the configured grace)."""
+        if grace is not None:
+            self.config.shutdown_grace = grace
+        if self._stopping.is_set():
+            self._grace_over.set()  # asked twice: do not wait any longer
+        self._stopping.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        self.stop()
+
+    # -- claiming ----------------------------------------------------------------
+
+    def _main_loop(self) -> None:
+        cfg = self.config
+        while not self._stopping.is_set():
+            with self._cond:
+                now = time.monotonic()
+                due = self._next_due is not None and now >= self._next_due
+                if due:
+                    self._next_due = None
+                should_claim = self._idle > 0 and (self._wake or due or now >= self._next_poll)
+                if not should_claim:
+                    wait = self._next_poll - now
+                    if self._next_due is not None:
+                        wait = min(wait, self._next_due - now)
+                    self._cond.wait(timeout=max(0.0, wait) if self._idle > 0 else None)
+                    continue
+                self._wake = False
+                limit = self._idle
+            polled = now >= self._next_poll
+            try:
+                claimed = self.store.claim(
+                    cfg.worker_id,
+                    queues=cfg.queues,
+                    automations=cfg.automations,
+                    limit=limit,
+                    lease_ttl=cfg.lease_ttl,
+                )
+                if polled:
+                    self._plan_next_due()
+            except Exception:
+                log.exception("claim failed; retrying at the next poll")
+                claimed = []
+                self._next_poll = time.monotonic() + min(1.0, cfg.poll_interval)
+                continue
+            if polled:
+                self._next_poll = time.monotonic() + cfg.poll_interval
+            with self._cond:
+                self._idle -= len(claimed)
+                if len(claimed) == limit:
+                    self._wake = True  # there may be more where these came from
+            for job in claimed:
+                self._inbox.put(job)
+
+    def _plan_next_due(self) -> None:
+        nxt = self.store.next_not_before(self.config.queues)
+        if nxt is not None:
+            self._due_at(nxt)
+
+    def _due_at(self, when: datetime) -> None:
+        delay = (when - datetime.now(UTC)).total_seconds()
+        due = time.monotonic() + max(0.0, delay)
+        with self._cond:
+            if self._next_due is None or due < self._next_due:
+                self._next_due = due
+            self._cond.notify_all()
+
+    def _on_free(self) -> None:
+        with self._cond:
+            self._idle += 1
+            self._cond.notify_all()
+
+    def _on_done(self, completion: Completion, status: Any) -> None:
+        self.stats.count(status)
+        if status is JobStatus.QUEUED:
+            job = self.store.get_job(completion.job_id, detail=False)
+            if job.not_before <= datetime.now(UTC):
+                self.bus.publish(Event(JOBS, job.queue))
+            else:
+                self._due_at(job.not_before)
+
+    # -- the listener and the keeper ---------------------------------------------
+
+    def _listen(self) -> None:
+        assert self._subscription is not None
+        queues = set(self.config.queues)
+        while not self._stopped.is_set():
+            try:
+                events = self._subscription.wait(1.0)
+            except Exception:
+                log.exception("bus wait failed")
+                time.sleep(1.0)
+                continue
+            wake = False
+            for event in events:
+                if event.kind == JOBS and event.value in queues:
+                    wake = True
+                elif event.kind == CANCEL and event.value.isdigit():
+                    self._abort(int(event.value), Outcome.CANCELLED)
+            if wake:
+                with self._cond:
+                    self._wake = True
+                    self._cond.notify_all()
+
+    def _abort(self, job_id: int, reason: Outcome) -> None:
+        for slot in self.slots:
+            if slot.abort(job_id, reason):
+                log.info("stopped job %s (%s)", job_id, reason.value)
+
+    def _keep(self) -> None:
+        cfg = self.config
+        next_beat = next_sweep = 0.0
+        while not self._stopped.wait(cfg.renew_interval):
+            self._renew()
+            now = time.monotonic()
+            if now >= next_beat:
+                next_beat = now + cfg.heartbeat_interval
+                self._heartbeat("stopping" if self._stopping.is_set() else "online")
+            if now >= next_sweep and not self._stopping.is_set():
+                next_sweep = now + cfg.recover_interval
+                self._sweep()
+
+    def _renew(self) -> None:
+        held = [pair for slot in self.slots if (pair := slot.running()) is not None]
+        if not held:
+            self._last_renewal = time.monotonic()
+            return
+        try:
+            kept = self.store.renew_leases(self.config.worker_id, held, self.config.lease_ttl)
+            self._last_renewal = time.monotonic()
+        except Exception:
+            log.exception("lease renewal failed")
+            if time.monotonic() - self._last_renewal > self.config.lease_ttl:
+                # Our leases have run out: someone else may run these jobs now. Stop ours.
+                kept = set()
+            else:
+                return
+        for job_id, attempt in held:
+            if (job_id, attempt) not in kept:
+                log.warning("job %s attempt %s lost its lease; stopping it", job_id, attempt)
+                self._abort(job_id, Outcome.LEASE_EXPIRED)
+
+    def _heartbeat(self, status: str) -> None:
+        active = sum(1 for slot in self.slots if slot.running() is not None)
+        try:
+            self.store.workers.heartbeat(
+                self.config.worker_id, active=active, stats=self.stats.as_dict(), status=status
+            )
+        except Exception:
+            log.exception("heartbeat failed")
+
+    def _sweep(self) -> None:
+        try:
+            recovered = self.store.recover_expired()
+        except Exception:
+            log.exception("lease sweep failed")
+            return
+        if recovered:
+            log.warning("recovered %d jobs whose worker stopped renewing", len(recovered))
+            for queue_name in self.config.queues:
+                self.bus.publish(Event(JOBS, queue_name))
+
+    # -- shutdown -----------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        cfg = self.config
+        # Jobs claimed but not started yet go straight back.
+        while True:
+            try:
+                job = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                self._release(job)
+        deadline = time.monotonic() + cfg.shutdown_grace
+        while any(slot.running() for slot in self.slots):
+            if time.monotonic() >= deadline or self._grace_over.is_set():
+                for slot in self.slots:
+                    if (pair := slot.running()) is not None:
+                        slot.abort(pair[0], Outcome.RELEASED)
+                break
+            time.sleep(0.05)
+        for _ in self.slots:
+            self._inbox.put(None)
+        for slot in self.slots:
+            slot.thread.join(timeout=10)
+        self.writer.stop()
+        self._stopped.set()
+        self._heartbeat("offline")
+        if self._subscription is not None:
+            self._subscription.close()
+        log.info("worker %s stopped: %s", cfg.worker_id, self.stats.as_dict())
+
+    def _release(self, job: ClaimedJob) -> None:
+        completion = Completion(
+            job_id=job.id,
+            attempt=job.attempt,
+            outcome=Outcome.RELEASED,
+            max_attempts=job.max_attempts,
+            idempotent=job.idempotent,
+            attempt_base=job.attempt_base,
+        )
+        self.writer.finish(completion, lambda _c, _s: self.bus.publish(Event(JOBS, job.queue)))

@@ -1,0 +1,208 @@
+"""A slot runs one job at a time on its own reusable child process."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from botyard.automations.pool import ChildProcess
+from botyard.jobs import Outcome
+from botyard.store.records import Activity, ClaimedJob, Completion
+from botyard.worker.writer import StoreWriter
+
+log = logging.getLogger("botyard.worker")
+
+
+def _at(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+class Slot:
+    def __init__(
+        self,
+        index: int,
+        *,
+        inbox: queue.SimpleQueue[ClaimedJob | None],
+        writer: StoreWriter,
+        modules: list[str],
+        scripts: list[str],
+        evidence_root: Path,
+        max_attempts_cap: int | None,
+        on_done: Callable[[Completion, Any], None],
+        on_free: Callable[[], None],
+    ) -> None:
+        self.index = index
+        self.inbox = inbox
+        self.writer = writer
+        self.modules = modules
+        self.scripts = scripts
+        self.evidence_root = evidence_root
+        self.max_attempts_cap = max_attempts_cap
+        self.on_done = on_done
+        self.on_free = on_free
+        self.child: ChildProcess | None = None
+        self.job: ClaimedJob | None = None
+        self._abort: Outcome | None = None
+        self._lock = threading.Lock()
+        self.thread = threading.Thread(target=self._loop, name=f"botyard-slot-{index}", daemon=True)
+
+    # -- control from other threads -----------------------------------------
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def prestart(self) -> None:
+        """Start the child ahead of the first job (imports take a moment)."""
+        if self.child is None:
+            self.child = ChildProcess(self.modules, self.scripts)
+
+    def running(self) -> tuple[int, int] | None:
+        job = self.job
+        return (job.id, job.attempt) if job is not None else None
+
+    def abort(self, job_id: int, reason: Outcome) -> bool:
+        """Stop the job if this slot still runs it: its child and the child's tree are killed."""
+        with self._lock:
+            if self.job is None or self.job.id != job_id or self._abort is not None:
+                return False
+            self._abort = reason
+            child = self.child
+        if child is not None:
+            child.kill()
+        return True
+
+    # -- the slot's own thread ----------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            job = self.inbox.get()
+            if job is None:
+                break
+            try:
+                self._run(job)
+            except Exception:
+                log.exception("slot %d failed on job %s", self.index, job.id)
+            finally:
+                self.on_free()
+        if self.child is not None:
+            self.child.close()
+            self.child = None
+
+    def _ensure_child(self) -> ChildProcess:
+        if self.child is None or not self.child.alive():
+            self.child = ChildProcess(self.modules, self.scripts)
+        self.child.wait_ready()
+        return self.child
+
+    def _run(self, job: ClaimedJob) -> None:
+        with self._lock:
+            self.job, self._abort = job, None
+        try:
+            outcome, result, error, side_effect = self._execute(job)
+        finally:
+            with self._lock:
+                aborted, self.job = self._abort, None
+        if aborted is not None:
+            outcome, result = aborted, None
+            error = {"type": aborted.value, "message": f"attempt stopped: {aborted.value}"}
+        max_attempts = job.max_attempts
+        if self.max_attempts_cap is not None:
+            max_attempts = min(max_attempts, self.max_attempts_cap)
+        completion = Completion(
+            job_id=job.id,
+            attempt=job.attempt,
+            outcome=outcome,
+            max_attempts=max_attempts,
+            idempotent=job.idempotent,
+            attempt_base=job.attempt_base,
+            side_effect=side_effect,
+            result=result,
+            error=error,
+        )
+        self.writer.finish(completion, self.on_done)
+
+    def _execute(self, job: ClaimedJob) -> tuple[Outcome, Any, dict[str, Any] | None, str | None]:
+        try:
+            child = self._ensure_child()
+        except Exception as exc:
+            self.child = None
+            return Outcome.ERROR, None, {"type": "WorkerError", "message": str(exc)}, None
+        evidence_dir = self.evidence_root / str(job.id) / str(job.attempt)
+        deadline = time.monotonic() + job.timeout
+        side_effect: str | None = None
+        try:
+            child.send(
+                (
+                    "run",
+                    {
+                        "id": job.id,
+                        "attempt": job.attempt,
+                        "automation": job.automation,
+                        "payload": job.payload,
+                        "evidence_dir": str(evidence_dir),
+                    },
+                )
+            )
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    child.kill()
+                    self.child = None
+                    message = f"timed out after {job.timeout:g}s; process tree killed"
+                    return (
+                        Outcome.TIMEOUT,
+                        None,
+                        {"type": "Timeout", "message": message},
+                        side_effect,
+                    )
+                if not child.poll(remaining):
+                    continue
+                message = child.recv()
+                kind = message[0]
+                if kind == "done":
+                    _, outcome, result, error, _started = message
+                    return Outcome(outcome), result, error, side_effect
+                if kind == "side_effect":
+                    ok = self.writer.side_effect(job.id, job.attempt, message[1])
+                    if ok and side_effect is None:
+                        side_effect = message[1]
+                    child.send(("reply", ok))
+                else:
+                    self.writer.activity(self._activity(job, message))
+        except (EOFError, OSError):
+            self.child = None
+            if self._abort is not None:
+                return self._abort, None, None, side_effect
+            description = child.exit_description()
+            child.kill()
+            error = {"type": "WorkerCrash", "message": f"the job's process {description}"}
+            return Outcome.CRASHED, None, error, side_effect
+
+    @staticmethod
+    def _activity(job: ClaimedJob, message: tuple[Any, ...]) -> Activity:
+        kind = message[0]
+        if kind == "log":
+            _, level, text, ts = message
+            data = {"level": level, "message": text}
+        elif kind == "step_start":
+            _, name, ts = message
+            data = {"name": name}
+        elif kind == "step_end":
+            _, name, status, ts = message
+            data = {"name": name, "status": status}
+        else:  # evidence
+            _, name, path, content_type, size, step, ts = message
+            data = {
+                "name": name,
+                "path": path,
+                "content_type": content_type,
+                "size": size,
+                "step": step,
+            }
+        return Activity(job.id, job.attempt, _at(ts), kind, data)
