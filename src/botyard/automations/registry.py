@@ -11,7 +11,7 @@ import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
@@ -80,7 +80,7 @@ class _AnyPayload(BaseModel):
 def _payload_model(name: str, func: Callable[..., Any]) -> type[BaseModel]:
     hints = typing.get_type_hints(func)
     fields: dict[str, Any] = {}
-    extra = "forbid"
+    extra: Literal["allow", "forbid"] = "forbid"
     params = list(inspect.signature(func).parameters.values())
     from botyard.automations.context import JobContext
 
@@ -98,7 +98,8 @@ def _payload_model(name: str, func: Callable[..., Any]) -> type[BaseModel]:
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[param.name] = (hint, default)
     model_name = "".join(part.title() for part in re.split(r"[._\-]", name)) + "Payload"
-    return create_model(model_name, __config__=ConfigDict(extra=extra), **fields)  # type: ignore[call-overload,no-any-return]
+    model: type[BaseModel] = create_model(model_name, __config__=ConfigDict(extra=extra), **fields)
+    return model
 
 
 class Registry:

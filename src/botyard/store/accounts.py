@@ -87,7 +87,7 @@ class AuditLog:
                 )
             )
 
-    def list(self, *, limit: int = 100, offset: int = 0) -> list[AuditRecord]:
+    def recent(self, *, limit: int = 100, offset: int = 0) -> list[AuditRecord]:
         with self.engine.connect().execution_options(readonly=True) as conn:
             rows = conn.execute(
                 select(audit_events).order_by(audit_events.c.id.desc()).limit(limit).offset(offset)

@@ -69,7 +69,7 @@ class Workers:
                 .values(active=active, stats=stats, status=status, last_heartbeat=utcnow())
             )
 
-    def list(self) -> list[WorkerRecord]:
+    def all(self) -> list[WorkerRecord]:
         with self.engine.connect().execution_options(readonly=True) as conn:
             rows = conn.execute(select(workers).order_by(workers.c.id)).mappings()
             return [_record(r) for r in rows]

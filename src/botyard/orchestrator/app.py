@@ -1,0 +1,82 @@
+"""The orchestrator's FastAPI app factory."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from botyard.orchestrator import errors
+from botyard.orchestrator.auth import Authenticator, ensure_admin
+from botyard.orchestrator.limits import BodySizeLimit
+from botyard.orchestrator.maintenance import build_scheduler
+from botyard.orchestrator.routers import health, jobs, tokens, workers
+from botyard.orchestrator.service import JobService
+from botyard.settings import Settings
+from botyard.version import __version__
+from botyard.wiring import Runtime, open_runtime
+
+log = logging.getLogger("botyard.api")
+
+
+def bootstrap_admin(runtime: Runtime) -> None:
+    """The first admin: ADMIN_USERNAME / ADMIN_PASSWORD, else a random password shown once."""
+    auth = runtime.settings.auth
+    password = auth.admin_password.get_secret_value() if auth.admin_password else None
+    generated = ensure_admin(runtime.store.users, auth.admin_username, password)
+    if generated is None:
+        return
+    path = runtime.settings.store.data_dir / "admin-password"
+    path.touch(mode=0o600)
+    path.write_text(generated + "\n")
+    print(
+        f"\n  Botyard created the admin user {auth.admin_username!r} with the password:\n\n"
+        f"      {generated}\n\n  It is shown once (a copy readable only by you is in {path});"
+        " set ADMIN_PASSWORD to choose it.\n",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
+    """Build the API. Without a ``runtime`` one is opened from ``settings`` at start-up."""
+    settings = settings or (runtime.settings if runtime else Settings())
+    owned = runtime is None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = runtime or open_runtime(settings)
+        bootstrap_admin(rt)
+        service = JobService(rt.store, rt.bus, rt.registry)
+        app.state.runtime = rt
+        app.state.service = service
+        app.state.authenticator = Authenticator(
+            rt.store.users,
+            secret=settings.auth.secret(settings.store.data_dir),
+            algorithm=settings.auth.jwt_algorithm,
+            expiry_minutes=settings.auth.jwt_expiration_minutes,
+        )
+        scheduler = build_scheduler(service, recover_interval=settings.lease.recover_interval)
+        scheduler.start()
+        app.state.scheduler = scheduler
+        try:
+            yield
+        finally:
+            scheduler.shutdown(wait=False)
+            if owned:
+                rt.close()
+
+    app = FastAPI(
+        title="Botyard orchestrator",
+        version=__version__,
+        description="Jobs for Python automations: submit, watch, retry, resolve.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.server.max_body_bytes)
+    for router in (health.router, tokens.router, jobs.router, workers.router):
+        app.include_router(router)
+    return app

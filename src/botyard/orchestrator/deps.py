@@ -1,0 +1,58 @@
+"""FastAPI dependencies: the runtime, the job service and the caller's identity and rights."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+
+from botyard.errors import InvalidToken
+from botyard.orchestrator.auth import Authenticator, Principal, check_permission
+from botyard.orchestrator.service import JobService
+from botyard.wiring import Runtime
+
+_bearer = OAuth2PasswordBearer(tokenUrl="/token", auto_error=False)
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def get_service(request: Request) -> JobService:
+    service: JobService = request.app.state.service
+    return service
+
+
+def get_authenticator(request: Request) -> Authenticator:
+    auth: Authenticator = request.app.state.authenticator
+    return auth
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+ServiceDep = Annotated[JobService, Depends(get_service)]
+AuthenticatorDep = Annotated[Authenticator, Depends(get_authenticator)]
+
+
+def current_principal(
+    auth: AuthenticatorDep, token: Annotated[str | None, Depends(_bearer)]
+) -> Principal:
+    if not token:
+        raise InvalidToken("Not authenticated")
+    return auth.verify(token)
+
+
+def require(permission: str) -> Callable[[Principal], Principal]:
+    """A dependency that lets the call through only with ``permission`` ("resource:action")."""
+
+    def dependency(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+        check_permission(principal, permission)
+        return principal
+
+    return dependency
+
+
+def client_of(request: Request) -> str | None:
+    return request.client.host if request.client else None

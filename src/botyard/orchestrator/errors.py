@@ -1,0 +1,98 @@
+"""Errors become HTTP answers here and nowhere else: ``{"detail", "error_type", "timestamp"}``."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from botyard.errors import (
+    AuthError,
+    BotyardError,
+    InvalidCredentials,
+    InvalidToken,
+    InvalidTransition,
+    JobNotFound,
+    PayloadInvalid,
+    PermissionDenied,
+    UnknownAutomation,
+)
+
+log = logging.getLogger("botyard.api")
+
+_STATUS: list[tuple[type[BotyardError], int]] = [
+    (JobNotFound, 404),
+    (InvalidTransition, 409),
+    (InvalidCredentials, 401),
+    (InvalidToken, 401),
+    (PermissionDenied, 403),
+    (AuthError, 401),
+]
+
+
+def error_body(detail: Any, error_type: str) -> dict[str, Any]:
+    return {
+        "detail": detail,
+        "error_type": error_type,
+        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+    }
+
+
+def _respond(
+    status: int, detail: Any, error_type: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(error_body(detail, error_type), status_code=status, headers=headers)
+
+
+async def _botyard_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, BotyardError)
+    if isinstance(exc, PayloadInvalid):
+        detail = [{**e, "loc": ["body", "payload", *e["loc"]]} for e in exc.errors]
+        return _respond(422, detail, "ValidationError")
+    if isinstance(exc, UnknownAutomation):
+        detail = [{"loc": ["body", "automation"], "msg": str(exc), "type": "unknown_automation"}]
+        return _respond(422, detail, "ValidationError")
+    status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 400)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return _respond(status, str(exc), type(exc).__name__, headers)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    names = {
+        401: "AuthenticationError",
+        403: "PermissionDenied",
+        404: "NotFound",
+        405: "MethodNotAllowed",
+        413: "PayloadTooLarge",
+        429: "RateLimited",
+    }
+    return _respond(
+        exc.status_code,
+        exc.detail,
+        names.get(exc.status_code, "HTTPError"),
+        dict(exc.headers or {}),
+    )
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    detail = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()]
+    return _respond(422, detail, "ValidationError")
+
+
+async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return _respond(500, "Internal server error", "InternalError")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(BotyardError, _botyard_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)

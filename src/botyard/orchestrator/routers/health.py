@@ -1,0 +1,48 @@
+"""Liveness and readiness for load balancers and probes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from botyard.orchestrator.deps import RuntimeDep
+from botyard.orchestrator.schemas import Health
+
+router = APIRouter(tags=["health"])
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+@router.get("/health")
+def health() -> Health:
+    return Health(status="healthy", timestamp=_now())
+
+
+@router.get("/health/live")
+def live() -> Health:
+    return Health(status="alive", timestamp=_now())
+
+
+@router.get("/health/ready", responses={503: {"description": "a dependency is down"}})
+def ready(runtime: RuntimeDep) -> JSONResponse:
+    checks: dict[str, str] = {}
+    try:
+        with runtime.store.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        checks["store"] = "ok"
+    except Exception as exc:
+        checks["store"] = f"unavailable: {type(exc).__name__}"
+    failing = [name for name, state in checks.items() if state != "ok"]
+    body = {
+        "status": "ready" if not failing else "not_ready",
+        "checks": checks,
+        "timestamp": _now(),
+    }
+    if failing:
+        body["detail"] = f"not ready: {', '.join(failing)} unavailable"
+    return JSONResponse(body, status_code=503 if failing else 200)

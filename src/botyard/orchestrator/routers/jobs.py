@@ -1,0 +1,143 @@
+"""The jobs API: submit, list, inspect, cancel, retry, resolve, logs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from botyard.jobs import JobStatus
+from botyard.orchestrator.auth import Principal
+from botyard.orchestrator.deps import RuntimeDep, ServiceDep, client_of, require
+from botyard.orchestrator.schemas import (
+    JobDetail,
+    JobIn,
+    JobLogs,
+    JobOut,
+    JobPage,
+    LogLineOut,
+    ResolveIn,
+)
+from botyard.orchestrator.service import Submission
+from botyard.store.records import JobFilter
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+
+@router.post(
+    "",
+    status_code=201,
+    responses={200: {"description": "the job this idempotency_key created earlier"}},
+)
+def submit(
+    body: JobIn,
+    response: Response,
+    request: Request,
+    service: ServiceDep,
+    who: Annotated[Principal, Depends(require("job:create"))],
+) -> JobOut:
+    job, created = service.submit(Submission(**body.model_dump()), actor=who.username)
+    if created:
+        service.store.audit.record(
+            "job_submitted",
+            actor=who.username,
+            target=f"job:{job.id}",
+            client=client_of(request),
+            details={"automation": job.automation, "queue": job.queue},
+        )
+    else:
+        response.status_code = 200
+    return JobOut.of(job)
+
+
+@router.get("")
+def list_jobs(
+    runtime: RuntimeDep,
+    _who: Annotated[Principal, Depends(require("job:read"))],
+    status: JobStatus | None = None,
+    automation: str | None = None,
+    provider: str | None = None,
+    queue: str | None = None,
+    since: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> JobPage:
+    items, total = runtime.store.list_jobs(
+        JobFilter(
+            status=status, automation=automation, provider=provider, queue=queue, since=since
+        ),
+        limit=limit,
+        offset=offset,
+    )
+    return JobPage(items=[JobOut.of(j) for j in items], total=total, limit=limit, offset=offset)
+
+
+@router.get("/{job_id}")
+def get_job(
+    job_id: int, runtime: RuntimeDep, _who: Annotated[Principal, Depends(require("job:read"))]
+) -> JobDetail:
+    return JobDetail.of(runtime.store.get_job(job_id))
+
+
+@router.get("/{job_id}/logs")
+def job_logs(
+    job_id: int,
+    runtime: RuntimeDep,
+    _who: Annotated[Principal, Depends(require("job:read"))],
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+) -> JobLogs:
+    lines = runtime.store.logs(job_id, after=after, limit=limit)
+    return JobLogs(
+        job_id=job_id, lines=[LogLineOut.model_validate(x, from_attributes=True) for x in lines]
+    )
+
+
+@router.post("/{job_id}/cancel")
+def cancel(
+    job_id: int,
+    request: Request,
+    service: ServiceDep,
+    who: Annotated[Principal, Depends(require("job:cancel"))],
+) -> JobOut:
+    job = service.cancel(job_id)
+    service.store.audit.record(
+        "job_cancelled", actor=who.username, target=f"job:{job_id}", client=client_of(request)
+    )
+    return JobOut.of(job)
+
+
+@router.post("/{job_id}/retry")
+def retry(
+    job_id: int,
+    request: Request,
+    service: ServiceDep,
+    who: Annotated[Principal, Depends(require("job:retry"))],
+) -> JobOut:
+    job = service.retry(job_id)
+    service.store.audit.record(
+        "job_retried", actor=who.username, target=f"job:{job_id}", client=client_of(request)
+    )
+    return JobOut.of(job)
+
+
+@router.post("/{job_id}/resolve")
+def resolve(
+    job_id: int,
+    body: ResolveIn,
+    request: Request,
+    service: ServiceDep,
+    who: Annotated[Principal, Depends(require("job:resolve"))],
+) -> JobOut:
+    job = service.resolve(
+        job_id, succeeded=body.status == "succeeded", note=body.note, actor=who.username
+    )
+    service.store.audit.record(
+        "job_resolved",
+        actor=who.username,
+        target=f"job:{job_id}",
+        client=client_of(request),
+        details={"status": body.status, "note": body.note},
+    )
+    return JobOut.of(job)

@@ -1,0 +1,151 @@
+"""Request and response bodies of the API, kept apart from the store's tables."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from botyard.jobs import JobStatus
+from botyard.store.records import JobRecord, WorkerRecord
+
+
+class JobIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    automation: str = Field(min_length=1, max_length=200, examples=["mfn.validation"])
+    payload: dict[str, Any] = Field(default_factory=dict)
+    queue: str | None = Field(default=None, min_length=1, max_length=100)
+    priority: int = Field(default=0, ge=-1000, le=1000)
+    not_before: datetime | None = None
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
+    max_attempts: int | None = Field(default=None, ge=1, le=100)
+    timeout: float | None = Field(default=None, gt=0, le=7 * 24 * 3600)
+
+
+class AttemptOut(BaseModel):
+    number: int
+    worker_id: str
+    outcome: str | None
+    error: dict[str, Any] | None
+    side_effect: str | None
+    started_at: datetime
+    finished_at: datetime | None
+
+
+class StepOut(BaseModel):
+    attempt: int
+    name: str
+    kind: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+
+
+class JobOut(BaseModel):
+    id: int
+    automation: str
+    provider: str
+    action: str
+    queue: str
+    priority: int
+    status: JobStatus
+    payload: dict[str, Any]
+    result: Any
+    error: dict[str, Any] | None
+    idempotency_key: str | None
+    attempt: int
+    max_attempts: int
+    timeout: float
+    idempotent: bool
+    side_effect: str | None
+    not_before: datetime
+    worker_id: str | None
+    created_by: str | None
+    resolution: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, job: JobRecord) -> JobOut:
+        return cls(**_job_fields(job))
+
+
+class JobDetail(JobOut):
+    attempts: list[AttemptOut]
+    steps: list[StepOut]
+
+    @classmethod
+    def of(cls, job: JobRecord) -> JobDetail:
+        return cls(
+            **_job_fields(job),
+            attempts=[AttemptOut.model_validate(a, from_attributes=True) for a in job.attempts],
+            steps=[StepOut.model_validate(s, from_attributes=True) for s in job.steps],
+        )
+
+
+def _job_fields(job: JobRecord) -> dict[str, Any]:
+    fields = {name: getattr(job, name) for name in JobOut.model_fields if name != "action"}
+    fields["action"] = job.automation.split(".", 1)[1] if "." in job.automation else ""
+    return fields
+
+
+class JobPage(BaseModel):
+    items: list[JobOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class ResolveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["succeeded", "failed"]
+    note: str = Field(min_length=1, max_length=2000)
+
+
+class LogLineOut(BaseModel):
+    id: int
+    attempt: int
+    at: datetime
+    level: str
+    message: str
+
+
+class JobLogs(BaseModel):
+    job_id: int
+    lines: list[LogLineOut]
+
+
+class WorkerOut(BaseModel):
+    id: str
+    hostname: str
+    mode: str
+    status: str
+    online: bool
+    automations: list[str]
+    queues: list[str]
+    capacity: int
+    active: int
+    version: str
+    stats: dict[str, int]
+    started_at: datetime
+    last_heartbeat: datetime
+
+    @classmethod
+    def of(cls, worker: WorkerRecord, *, online: bool) -> WorkerOut:
+        fields = {n: getattr(worker, n) for n in cls.model_fields if n != "online"}
+        return cls(**fields, online=online)
+
+
+class Token(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+
+
+class Health(BaseModel):
+    status: str
+    timestamp: str

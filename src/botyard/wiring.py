@@ -1,0 +1,40 @@
+"""The composition root: builds the store, the bus and the registry from settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from botyard.automations.registry import Registry, load_automations
+from botyard.bus import Bus, open_bus
+from botyard.settings import Settings
+from botyard.store.sql import SqlStore, open_store
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: SqlStore
+    bus: Bus
+    registry: Registry
+
+    def close(self) -> None:
+        self.bus.close()
+        self.store.close()
+
+
+def open_runtime(
+    settings: Settings,
+    *,
+    modules: list[str] | None = None,
+    scripts: list[str] | None = None,
+    pool_size: int = 10,
+) -> Runtime:
+    """Open everything a process needs; migrations are applied on the way."""
+    settings.store.data_dir.mkdir(parents=True, exist_ok=True)
+    registry = load_automations(
+        modules if modules is not None else settings.server.automations, scripts or []
+    )
+    store = open_store(settings.store.url, pool_size=pool_size)
+    return Runtime(
+        settings=settings, store=store, bus=open_bus(settings.store.url), registry=registry
+    )

@@ -1,0 +1,112 @@
+"""Shared fixtures: every store test runs against a fresh SQLite file and a real PostgreSQL.
+
+PostgreSQL: one throw-away database per test session, emptied between tests. A missing server
+skips those tests on a laptop but fails them in CI (``CI`` set), so they never pass silently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import make_url
+
+from botyard.bus import Bus, open_bus
+from botyard.store import SqlStore, open_store
+
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+TABLES = "jobs, attempts, steps, log_lines, evidence, workers, users, audit_events"
+
+
+def _conninfo(url: str) -> str:
+    """A libpq URL for psycopg from a SQLAlchemy URL."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A migrated, empty database of its own on the server named by BOTYARD_TEST_POSTGRES_URL."""
+    base = os.environ.get("BOTYARD_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+    name = f"botyard_test_{secrets.token_hex(6)}"
+    try:
+        with psycopg.connect(_conninfo(base), autocommit=True, connect_timeout=5) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        message = f"PostgreSQL is not reachable at {make_url(base)!r}: {exc}".strip()
+        if os.environ.get("CI"):
+            pytest.fail(f"{message} (CI is set: the postgres tests must run here)")
+        pytest.skip(message)
+    url = make_url(base).set(database=name).render_as_string(hide_password=False)
+    try:
+        open_store(url).close()  # migrate once; tests only empty the tables
+        yield url
+    finally:
+        with psycopg.connect(_conninfo(base), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _truncate(url: str) -> None:
+    with psycopg.connect(_conninfo(url), autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
+)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty store: a new SQLite file, or the session's emptied Postgres database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/botyard.db"
+    url: str = request.getfixturevalue("postgres_url")
+    _truncate(url)
+    return url
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[SqlStore]:
+    opened = open_store(store_url)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+@pytest.fixture
+def bus(store_url: str) -> Iterator[Bus]:
+    opened = open_bus(store_url)
+    try:
+        yield opened
+    finally:
+        opened.close()
+        folder = getattr(opened, "folder", None)
+        if isinstance(folder, Path):  # the local bus may fall back to a folder in /tmp
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+WaitUntil = Callable[..., object]
+
+
+def _wait_until(
+    predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02
+) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            pytest.fail(f"condition not met within {timeout}s: {predicate}")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def wait_until() -> WaitUntil:
+    """``wait_until(predicate, timeout=10)``: poll until truthy, fail the test on timeout."""
+    return _wait_until
