@@ -1,0 +1,40 @@
+"""Options shared by several commands, and the settings they produce."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from botyard.settings import Settings
+
+DataDir = typer.Option(
+    None, "--data-dir", envvar="BOTYARD_DATA_DIR", help="Where SQLite, evidence and keys live."
+)
+DatabaseUrl = typer.Option(
+    None, "--database-url", envvar="DATABASE_URL", help="PostgreSQL URL; SQLite when unset."
+)
+Automations = typer.Option(
+    None,
+    "--automations",
+    "-a",
+    help="A module (dotted name or .py path) that registers automations; repeatable.",
+)
+ServerUrl = typer.Option(
+    "http://127.0.0.1:8620", "--url", envvar="BOTYARD_URL", help="The orchestrator's URL."
+)
+
+
+def settings_for(data_dir: Path | None, database_url: str | None) -> Settings:
+    """Settings from the environment, with the command-line options on top."""
+    if data_dir is not None:
+        os.environ["BOTYARD_DATA_DIR"] = str(data_dir)
+    if database_url:
+        os.environ["DATABASE_URL"] = database_url
+    return Settings()
+
+
+def modules_or_default(modules: list[str] | None, settings: Settings) -> list[str]:
+    chosen = list(modules or settings.server.automations)
+    return chosen or ["botyard.demo.automations"]

@@ -1,0 +1,181 @@
+"""Commands that run Botyard: ``up``, ``server``, ``worker`` and ``db``."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import typer
+import uvicorn
+from rich.console import Console
+
+from botyard.cli.options import (
+    Automations,
+    DatabaseUrl,
+    DataDir,
+    modules_or_default,
+    settings_for,
+)
+from botyard.cli.supervisor import Supervisor, interrupts_as_exit, wait_healthy
+from botyard.errors import BotyardError
+from botyard.store.engine import build_engine, current_revision, upgrade
+
+console = Console(stderr=True)
+db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
+
+
+def server(
+    host: str = typer.Option(None, "--host", envvar="BOTYARD_HOST", help="Address to listen on."),
+    port: int = typer.Option(None, "--port", envvar="BOTYARD_PORT", help="Port (default 8620)."),
+    automations: list[str] | None = Automations,
+    data_dir: Path | None = DataDir,
+    database_url: str | None = DatabaseUrl,
+) -> None:
+    """Run the orchestrator API (port 8620) with its maintenance scheduler."""
+    from botyard.orchestrator.app import create_app
+
+    settings = settings_for(data_dir, database_url)
+    settings.server.automations = modules_or_default(automations, settings)
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=host or settings.server.host,
+        port=port or settings.server.port,
+        log_level="warning",
+        timeout_graceful_shutdown=10,
+    )
+
+
+def worker(
+    automations: list[str] | None = Automations,
+    script: list[str] | None = typer.Option(
+        None, "--script", help="A standalone script automation, NAME=PATH; repeatable."
+    ),
+    concurrency: int = typer.Option(None, "--concurrency", "-c", min=1, help="Jobs at once."),
+    worker_id: str = typer.Option(
+        None, "--worker-id", envvar="BOTYARD_WORKER_ID", help="Stable id (default host-pid)."
+    ),
+    queues: str = typer.Option(
+        None, "--queues", "-q", help="Comma-separated queues to serve (default: default)."
+    ),
+    max_retries: int = typer.Option(
+        None, "--max-retries", min=0, help="Cap on retries after the first attempt (seed 003)."
+    ),
+    health_check_interval: float = typer.Option(
+        None, "--health-check-interval", min=0.5, help="Seconds between heartbeats."
+    ),
+    lease_ttl: float = typer.Option(None, "--lease-ttl", min=1.0, help="Lease length, seconds."),
+    data_dir: Path | None = DataDir,
+    database_url: str | None = DatabaseUrl,
+) -> None:
+    """Run a pull worker: claim jobs from the store and run them in child processes."""
+    from botyard.wiring import open_runtime
+    from botyard.worker import PullWorker, WorkerConfig
+
+    settings = settings_for(data_dir, database_url)
+    modules = modules_or_default(automations, settings)
+    try:
+        runtime = open_runtime(settings, modules=modules, scripts=script or [])
+    except BotyardError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    ws, lease = settings.worker, settings.lease
+    config = WorkerConfig(
+        automations=runtime.registry.names(),
+        modules=modules,
+        scripts=script or [],
+        worker_id=worker_id or "",
+        queues=[q.strip() for q in queues.split(",") if q.strip()] if queues else ws.queues,
+        concurrency=concurrency or ws.concurrency,
+        lease_ttl=lease_ttl or lease.lease_ttl,
+        recover_interval=lease.recover_interval,
+        poll_interval=ws.poll_interval,
+        heartbeat_interval=health_check_interval or ws.heartbeat_interval,
+        shutdown_grace=ws.shutdown_grace,
+        max_retries=max_retries,
+        data_dir=settings.store.data_dir,
+    )
+    try:
+        PullWorker(runtime.store, runtime.bus, config).run()
+    finally:
+        runtime.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def up(
+    automations: list[str] | None = Automations,
+    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Local worker processes."),
+    concurrency: int = typer.Option(4, "--concurrency", "-c", min=1, help="Jobs per worker."),
+    port: int = typer.Option(8620, "--port", help="Orchestrator port."),
+    data_dir: Path | None = DataDir,
+    database_url: str | None = DatabaseUrl,
+) -> None:
+    """Run everything on this machine: the orchestrator and local workers, on SQLite by default.
+
+    Ctrl-C stops it all: workers finish or hand back their jobs first.
+    """
+    settings = settings_for(data_dir, database_url)
+    modules = modules_or_default(automations, settings)
+    env = {**os.environ, "BOTYARD_DATA_DIR": str(settings.store.data_dir.resolve())}
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    upgrade(build_engine(settings.store.url))  # once, before the processes race to it
+    supervisor = Supervisor(env)
+    module_args = [arg for m in modules for arg in ("--automations", m)]
+    supervisor.start("orchestrator", ["server", "--port", str(port), *module_args])
+    url = f"http://127.0.0.1:{port}"
+    with interrupts_as_exit():
+        try:
+            wait_healthy(url, supervisor)
+            for i in range(workers):
+                supervisor.start(
+                    f"worker-{i + 1}",
+                    [
+                        "worker",
+                        *module_args,
+                        "-c",
+                        str(concurrency),
+                        "--worker-id",
+                        f"{socket.gethostname()}-local-{i + 1}",
+                    ],
+                )
+            console.print(
+                f"[bold green]Botyard is up[/] at {url} (API docs at {url}/docs),"
+                f" {workers} worker(s), data in {settings.store.data_dir}. Ctrl-C stops it."
+            )
+            supervisor.wait()
+            console.print(f"[red]{supervisor.failed()}[/red]; stopping")
+        except KeyboardInterrupt:
+            console.print("stopping…")
+        except RuntimeError as exc:
+            console.print(f"[red]{exc}[/red]")
+        finally:
+            supervisor.stop()
+
+
+def db_upgrade(
+    revision: str = typer.Argument("head", help="Target revision."),
+    data_dir: Path | None = DataDir,
+    database_url: str | None = DatabaseUrl,
+) -> None:
+    """Apply the schema migrations (they also run at every start)."""
+    settings = settings_for(data_dir, database_url)
+    engine = build_engine(settings.store.url)
+    upgrade(engine, revision)
+    console.print(f"schema at revision {current_revision(engine)}")
+    engine.dispose()
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(up)
+    app.command()(server)
+    app.command()(worker)
+    db_app.command("upgrade")(db_upgrade)
+    app.add_typer(db_app, name="db")
