@@ -101,13 +101,19 @@ class Client:
         self,
         *,
         status: JobStatus | str | None = None,
+        automation: str | None = None,
+        provider: str | None = None,
+        queue: str | None = None,
+        since: datetime | None = None,
         limit: int = 50,
         offset: int = 0,
-        **filters: str,
     ) -> dict[str, Any]:
-        params: dict[str, Any] = {"limit": limit, "offset": offset, **filters}
-        if status is not None:
-            params["status"] = str(status)
+        """One page of jobs, newest first: ``{"items", "total", "limit", "offset"}``."""
+        filters = {"status": status, "automation": automation, "provider": provider, "queue": queue}
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        params.update({k: str(v) for k, v in filters.items() if v is not None})
+        if since is not None:
+            params["since"] = since.isoformat()
         page: dict[str, Any] = self._call("GET", "/jobs", params=params)
         return page
 

@@ -132,10 +132,9 @@ def jobs_ls(
     data_dir: Path | None = DataDir,
 ) -> None:
     """List recent jobs."""
-    filters = {k: v for k, v in {"automation": automation, "queue": queue}.items() if v}
     with _client(url, data_dir) as client:
         try:
-            page = client.jobs(status=status, limit=limit, **filters)
+            page = client.jobs(status=status, automation=automation, queue=queue, limit=limit)
         except ApiError as exc:
             raise _fail(exc) from exc
     table = Table(title=f"{len(page['items'])} of {page['total']} jobs")
