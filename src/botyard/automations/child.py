@@ -6,9 +6,11 @@ so that a timeout or a cancel can kill it together with everything the job start
 
 from __future__ import annotations
 
+import ctypes
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -26,6 +28,7 @@ from botyard.errors import BotyardError, BusinessError, LeaseLost, PayloadInvali
 from botyard.jobs import Outcome
 
 _TRACEBACK_LIMIT = 8000
+_PR_SET_PDEATHSIG = 1
 
 
 class PipeChannel:
@@ -170,7 +173,20 @@ def serve(conn: Connection, registry: Registry) -> None:
         conn.send(("done", outcome.value, result, error, started))
 
 
+def _die_with_parent(parent_pid: int) -> None:
+    """Linux: have the kernel kill this child when the worker dies, even by SIGKILL.
+
+    Without it a killed worker would leave its children running jobs nobody holds a lease on.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the worker died before the line above took effect
+        os._exit(1)
+
+
 def main() -> None:
+    _die_with_parent(int(sys.argv[2]))
     conn = Connection(int(sys.argv[1]))
     modules, scripts = conn.recv()
     try:

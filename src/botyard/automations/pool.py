@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import sys
@@ -19,7 +20,13 @@ class ChildProcess:
     def __init__(self, modules: list[str], scripts: list[str]) -> None:
         parent_sock, child_sock = socket.socketpair()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "botyard.automations.child", str(child_sock.fileno())],
+            [
+                sys.executable,
+                "-m",
+                "botyard.automations.child",
+                str(child_sock.fileno()),
+                str(os.getpid()),
+            ],
             pass_fds=[child_sock.fileno()],
             start_new_session=True,
             stdin=subprocess.DEVNULL,

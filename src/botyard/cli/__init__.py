@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from botyard.cli import demo, jobs, system
+from botyard.cli import demo, jobs, system, users
 from botyard.version import __version__
 
 app = typer.Typer(
@@ -19,6 +19,7 @@ app = typer.Typer(
 system.register(app)
 jobs.register(app)
 demo.register(app)
+users.register(app)
 
 
 def _version(value: bool) -> None:

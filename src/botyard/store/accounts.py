@@ -57,6 +57,11 @@ class Users:
         except IntegrityError as exc:
             raise UserExists(f"user {username!r} exists already", username=username) from exc
 
+    def all(self) -> list[UserRecord]:
+        with self.engine.connect().execution_options(readonly=True) as conn:
+            rows = conn.execute(select(users).order_by(users.c.username)).mappings()
+            return [_user(r) for r in rows]
+
     def count(self) -> int:
         with self.engine.connect().execution_options(readonly=True) as conn:
             return conn.execute(select(func.count()).select_from(users)).scalar_one()

@@ -1,0 +1,31 @@
+"""Automations the acceptance tests run through real `botyard` processes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from botyard import JobContext, automation
+
+
+@automation("accept.sleepy", idempotent=False, max_attempts=3, timeout=120)
+def sleepy(ctx: JobContext, seconds: float, marker_dir: str = "") -> dict[str, int]:
+    """Sleeps; writes a marker per attempt so tests can see which attempts started."""
+    if marker_dir:
+        Path(marker_dir, f"{ctx.job_id}-{ctx.attempt}.started").touch()
+    time.sleep(seconds)
+    return {"attempt": ctx.attempt}
+
+
+@automation("accept.cancel_circuit", idempotent=False, max_attempts=3, timeout=120)
+def cancel_circuit(ctx: JobContext, marker_dir: str) -> None:
+    """Enters a side effect and then hangs there until the test kills the worker."""
+    with ctx.side_effect("cancel circuit"):
+        Path(marker_dir, f"{ctx.job_id}-{ctx.attempt}.side_effect").touch()
+        time.sleep(120)
+
+
+@automation("accept.quick", idempotent=True, timeout=30)
+def quick(ctx: JobContext, n: int) -> dict[str, int]:
+    ctx.log.info("quick job %d", n)
+    return {"n": n}
