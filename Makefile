@@ -1,0 +1,29 @@
+# The two commands of the quick start: `make demo` and `make test`.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint bench up
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+demo: $(BIN)/.installed  ## run the embedded end-to-end demo (SQLite, no services needed)
+	$(BIN)/botyard demo
+
+up: $(BIN)/.installed  ## orchestrator + local workers on SQLite, until Ctrl-C
+	$(BIN)/botyard up
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint  ## lint, type-check, then the whole suite (SQLite and PostgreSQL)
+	$(BIN)/pytest
+
+bench: $(BIN)/.installed  ## W1/W2/W3 on SQLite and PostgreSQL, median of 3
+	$(BIN)/python -m bench.run --backend all --repeat 3
