@@ -63,9 +63,7 @@ def completion(
 
 
 def log_item(job_id: int, attempt: int, message: str, level: str = "INFO") -> Activity:
-    return Activity(
-        job_id, attempt, datetime.now(UTC), "log", {"level": level, "message": message}
-    )
+    return Activity(job_id, attempt, datetime.now(UTC), "log", {"level": level, "message": message})
 
 
 def count(store: SqlStore, table: Any, *where: Any) -> int:
@@ -406,9 +404,7 @@ def test_a_late_finish_after_lease_recovery_is_refused(store: SqlStore) -> None:
     assert store.finish([completion(old, Outcome.SUCCEEDED)]) == [None]
     assert store.mark_side_effect(old.id, old.attempt, "pay") is False
     assert store.record_activity([log_item(old.id, old.attempt, "late")]) == 1
-    assert store.finish([completion(new, Outcome.SUCCEEDED, result="ok")]) == [
-        JobStatus.SUCCEEDED
-    ]
+    assert store.finish([completion(new, Outcome.SUCCEEDED, result="ok")]) == [JobStatus.SUCCEEDED]
     stored = store.get_job(old.id)
     assert stored.status is JobStatus.SUCCEEDED
     assert stored.result == "ok"

@@ -21,11 +21,15 @@ _MAX_SUN_PATH = 100  # sockaddr_un holds 108 bytes; keep a margin
 
 
 def socket_dir_for(database_path: str) -> Path:
-    """The folder of wake-up sockets for one SQLite file (short enough for ``sockaddr_un``)."""
-    beside = Path(database_path).resolve().parent / "wake"
+    """The folder of wake-up sockets of one SQLite file, short enough for ``sockaddr_un``.
+
+    One folder per database: two stores side by side must not wake (or cancel) each other.
+    """
+    database = Path(database_path).resolve()
+    beside = database.parent / f"{database.name}.wake"
     if len(str(beside)) + 40 < _MAX_SUN_PATH:
         return beside
-    digest = hashlib.sha256(str(Path(database_path).resolve()).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(str(database).encode()).hexdigest()[:16]
     return Path(tempfile.gettempdir()) / f"botyard-wake-{digest}"
 
 

@@ -21,6 +21,7 @@ def _conninfo(sqlalchemy_url: str) -> str:
 
 class PostgresSubscription:
     def __init__(self, conninfo: str) -> None:
+        self.conninfo = conninfo
         self.conn = psycopg.connect(conninfo, autocommit=True)
         self.conn.execute(f"LISTEN {CHANNEL}")
 
@@ -43,11 +44,10 @@ class PostgresSubscription:
             events.append(event)
 
     def _reconnect(self) -> None:
-        info = self.conn.info.dsn
         with contextlib.suppress(Exception):
             self.conn.close()
         try:
-            self.conn = psycopg.connect(info, autocommit=True)
+            self.conn = psycopg.connect(self.conninfo, autocommit=True)
             self.conn.execute(f"LISTEN {CHANNEL}")
         except psycopg.OperationalError:
             pass  # the caller's polling fallback carries on until the server is back

@@ -334,7 +334,9 @@ class SqlStore:
                 .where(jobs.c.worker_id == worker_id, jobs.c.status == _RUNNING)
                 .values(lease_expires_at=past)
             ).rowcount
-        return len(self.recover_expired()) if orphaned else 0
+        if orphaned:
+            self.recover_expired()
+        return int(orphaned)
 
     # -- a person's actions -------------------------------------------------
 
@@ -346,7 +348,7 @@ class SqlStore:
             status = JobStatus(current["status"])
             if status not in CANCELLABLE:
                 raise InvalidTransition(
-                    f"job {job_id} is {status.value} and cannot be cancelled", status=status
+                    f"job {job_id} is {status.value} and cannot be cancelled", status=status.value
                 )
             row = (
                 conn.execute(

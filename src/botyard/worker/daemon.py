@@ -104,6 +104,7 @@ class PullWorker:
         self._grace_over = threading.Event()
         self._last_renewal = time.monotonic()
         self._subscription: Subscription | None = None
+        self._listener: threading.Thread | None = None
         cap = None if config.max_retries is None else config.max_retries + 1
         self.slots = [
             Slot(
@@ -154,8 +155,9 @@ class PullWorker:
         for slot in self.slots:
             slot.prestart()
             slot.start()
-        for target, name in ((self._listen, "listener"), (self._keep, "keeper")):
-            threading.Thread(target=target, name=f"botyard-{name}", daemon=True).start()
+        self._listener = threading.Thread(target=self._listen, name="botyard-listener", daemon=True)
+        self._listener.start()
+        threading.Thread(target=self._keep, name="botyard-keeper", daemon=True).start()
         log.info(
             "worker %s serving %s on queues %s with %d slots",
             cfg.worker_id,
@@ -252,25 +254,33 @@ class PullWorker:
     # -- the listener and the keeper ---------------------------------------------
 
     def _listen(self) -> None:
-        assert self._subscription is not None
+        subscription = self._subscription
+        assert subscription is not None
         queues = set(self.config.queues)
-        while not self._stopped.is_set():
-            try:
-                events = self._subscription.wait(1.0)
-            except Exception:
-                log.exception("bus wait failed")
-                time.sleep(1.0)
-                continue
-            wake = False
-            for event in events:
-                if event.kind == JOBS and event.value in queues:
-                    wake = True
-                elif event.kind == CANCEL and event.value.isdigit():
-                    self._abort(int(event.value), Outcome.CANCELLED)
-            if wake:
-                with self._cond:
-                    self._wake = True
-                    self._cond.notify_all()
+        try:
+            while not self._stopped.is_set():
+                try:
+                    events = subscription.wait(0.5)
+                except Exception:
+                    log.exception("bus wait failed")
+                    time.sleep(1.0)
+                    continue
+                wake = False
+                cancels: set[int] = set()
+                for event in events:
+                    if event.kind == JOBS and event.value in queues:
+                        wake = True
+                    elif event.kind == CANCEL and event.value.isdigit():
+                        cancels.add(int(event.value))
+                if wake:
+                    with self._cond:
+                        self._wake = True
+                        self._cond.notify_all()
+                if cancels:
+                    # The event is only a hint: the store says whether the attempt lost its job.
+                    self._renew(only=cancels)
+        finally:
+            subscription.close()  # from this thread, which is the one waiting on it
 
     def _abort(self, job_id: int, reason: Outcome) -> None:
         for slot in self.slots:
@@ -290,8 +300,12 @@ class PullWorker:
                 next_sweep = now + cfg.recover_interval
                 self._sweep()
 
-    def _renew(self) -> None:
+    def _renew(self, only: set[int] | None = None) -> None:
         held = [pair for slot in self.slots if (pair := slot.running()) is not None]
+        if only is not None:
+            held = [pair for pair in held if pair[0] in only]
+            if not held:
+                return
         if not held:
             self._last_renewal = time.monotonic()
             return
@@ -357,8 +371,8 @@ class PullWorker:
         self.writer.stop()
         self._stopped.set()
         self._heartbeat("offline")
-        if self._subscription is not None:
-            self._subscription.close()
+        if self._listener is not None:
+            self._listener.join(timeout=5)
         log.info("worker %s stopped: %s", cfg.worker_id, self.stats.as_dict())
 
     def _release(self, job: ClaimedJob) -> None:

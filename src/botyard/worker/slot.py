@@ -72,9 +72,9 @@ class Slot:
             if self.job is None or self.job.id != job_id or self._abort is not None:
                 return False
             self._abort = reason
-            child = self.child
-        if child is not None:
-            child.kill()
+            # Killed under the lock, so the slot cannot hand this child its next job meanwhile.
+            if self.child is not None:
+                self.child.kill()
         return True
 
     # -- the slot's own thread ----------------------------------------------
@@ -107,10 +107,7 @@ class Slot:
             outcome, result, error, side_effect = self._execute(job)
         finally:
             with self._lock:
-                aborted, self.job = self._abort, None
-        if aborted is not None:
-            outcome, result = aborted, None
-            error = {"type": aborted.value, "message": f"attempt stopped: {aborted.value}"}
+                self.job = None
         max_attempts = job.max_attempts
         if self.max_attempts_cap is not None:
             max_attempts = min(max_attempts, self.max_attempts_cap)
@@ -177,8 +174,10 @@ class Slot:
                     self.writer.activity(self._activity(job, message))
         except (EOFError, OSError):
             self.child = None
-            if self._abort is not None:
-                return self._abort, None, None, side_effect
+            if self._abort is not None:  # we killed it: cancelled, lease lost or released
+                reason = self._abort
+                error = {"type": reason.value, "message": f"attempt stopped: {reason.value}"}
+                return reason, None, error, side_effect
             description = child.exit_description()
             child.kill()
             error = {"type": "WorkerCrash", "message": f"the job's process {description}"}
