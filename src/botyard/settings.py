@@ -68,6 +68,7 @@ class WorkerSettings(BaseSettings):
     poll_interval: float = Field(default=5.0, gt=0.0)
     shutdown_grace: float = Field(default=30.0, ge=0.0)
     heartbeat_interval: float = Field(default=5.0, gt=0.0)
+    prefetch: int | None = Field(default=None, ge=0)  # claimed ahead while jobs are short
 
     @field_validator("queues", mode="before")
     @classmethod

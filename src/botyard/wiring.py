@@ -28,13 +28,14 @@ def open_runtime(
     modules: list[str] | None = None,
     scripts: list[str] | None = None,
     pool_size: int = 10,
+    pre_ping: bool = True,
 ) -> Runtime:
     """Open everything a process needs; migrations are applied on the way."""
     settings.store.data_dir.mkdir(parents=True, exist_ok=True)
     registry = load_automations(
         modules if modules is not None else settings.server.automations, scripts or []
     )
-    store = open_store(settings.store.url, pool_size=pool_size)
+    store = open_store(settings.store.url, pool_size=pool_size, pre_ping=pre_ping)
     return Runtime(
         settings=settings, store=store, bus=open_bus(settings.store.url), registry=registry
     )

@@ -76,7 +76,7 @@ def worker(
     settings = settings_for(data_dir, database_url)
     modules = modules_or_default(automations, settings)
     try:
-        runtime = open_runtime(settings, modules=modules, scripts=script or [])
+        runtime = open_runtime(settings, modules=modules, scripts=script or [], pre_ping=False)
     except BotyardError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
@@ -94,6 +94,7 @@ def worker(
         heartbeat_interval=health_check_interval or ws.heartbeat_interval,
         shutdown_grace=ws.shutdown_grace,
         max_retries=max_retries,
+        prefetch=ws.prefetch,
         data_dir=settings.store.data_dir,
     )
     try:

@@ -6,9 +6,18 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, String, and_, insert, literal, select, update
+from sqlalchemy import (
+    Connection,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    insert,
+    literal_column,
+    select,
+    update,
+)
 
-from botyard.jobs import JobStatus
 from botyard.store.records import Activity, ClaimedJob
 from botyard.store.tables import UTCDateTime, attempts, evidence, jobs, log_lines, steps, utcnow
 
@@ -28,6 +37,61 @@ _CLAIMED_COLUMNS = (
 )
 
 
+def _statements() -> tuple[Any, Any]:
+    """The claim, built once with bind parameters (building it per call costs more than it runs).
+
+    ``status = 'queued'`` is a literal so that PostgreSQL's generic plan for the prepared
+    statement still matches the partial index ``ix_jobs_claim``.
+    """
+    now = bindparam("b_now", type_=UTCDateTime())
+    worker = bindparam("b_worker", type_=String())
+    pick = (
+        select(jobs.c.id)
+        .where(
+            jobs.c.status == literal_column("'queued'", String()),
+            jobs.c.queue.in_(bindparam("b_queues", expanding=True)),
+            jobs.c.automation.in_(bindparam("b_automations", expanding=True)),
+            jobs.c.not_before <= now,
+        )
+        .order_by(jobs.c.priority.desc(), jobs.c.id)
+        .limit(bindparam("b_limit", type_=Integer()))
+    )
+    values: dict[str, Any] = {
+        "status": literal_column("'running'", String()),
+        "attempt": jobs.c.attempt + 1,
+        "worker_id": worker,
+        "lease_expires_at": bindparam("b_expires", type_=UTCDateTime()),
+        "side_effect": None,
+        "updated_at": now,
+        "started_at": now,
+    }
+    # PostgreSQL: pick (skipping rows other claimers hold), move and open attempts in one go.
+    picked = pick.with_for_update(skip_locked=True).cte("picked")
+    moved = (
+        update(jobs)
+        .where(jobs.c.id == picked.c.id)
+        .values(values)
+        .returning(*_CLAIMED_COLUMNS)
+        .cte("moved")
+    )
+    opened = insert(attempts).from_select(
+        ["job_id", "number", "worker_id", "started_at"],
+        select(moved.c.id, moved.c.attempt, worker, now),
+    )
+    postgres = select(moved).add_cte(opened.cte("opened"))
+    # SQLite: BEGIN IMMEDIATE already excludes every other writer.
+    sqlite = (
+        update(jobs)
+        .where(jobs.c.id.in_(pick.scalar_subquery()))
+        .values(values)
+        .returning(*_CLAIMED_COLUMNS)
+    )
+    return postgres, sqlite
+
+
+_CLAIM_POSTGRES, _CLAIM_SQLITE = _statements()
+
+
 def claim(
     conn: Connection,
     *,
@@ -37,64 +101,20 @@ def claim(
     limit: int,
     lease_ttl: float,
 ) -> list[ClaimedJob]:
-    """Move up to ``limit`` queued jobs to running for ``worker_id`` and open their attempts.
-
-    PostgreSQL: the pick (``FOR UPDATE SKIP LOCKED``), the move and the attempt rows are one
-    statement. SQLite: one ``UPDATE … RETURNING`` inside a ``BEGIN IMMEDIATE`` transaction,
-    which already excludes every other writer.
-    """
+    """Move up to ``limit`` queued jobs to running for ``worker_id`` and open their attempts."""
     now = utcnow()
-    pick = (
-        select(jobs.c.id)
-        .where(
-            jobs.c.status == JobStatus.QUEUED.value,
-            jobs.c.queue.in_(queues),
-            jobs.c.automation.in_(automations),
-            jobs.c.not_before <= now,
-        )
-        .order_by(jobs.c.priority.desc(), jobs.c.id)
-        .limit(limit)
-    )
-    values: dict[str, Any] = {
-        "status": JobStatus.RUNNING.value,
-        "attempt": jobs.c.attempt + 1,
-        "worker_id": worker_id,
-        "lease_expires_at": now + timedelta(seconds=lease_ttl),
-        "side_effect": None,
-        "updated_at": now,
-        "started_at": now,
+    params = {
+        "b_now": now,
+        "b_worker": worker_id,
+        "b_expires": now + timedelta(seconds=lease_ttl),
+        "b_queues": queues,
+        "b_automations": automations,
+        "b_limit": limit,
     }
     if conn.dialect.name == "postgresql":
-        picked = pick.with_for_update(skip_locked=True).cte("picked")
-        moved = (
-            update(jobs)
-            .where(jobs.c.id == picked.c.id)
-            .values(values)
-            .returning(*_CLAIMED_COLUMNS)
-            .cte("moved")
-        )
-        opened = insert(attempts).from_select(
-            ["job_id", "number", "worker_id", "started_at"],
-            select(
-                moved.c.id,
-                moved.c.attempt,
-                literal(worker_id, String()),
-                literal(now, UTCDateTime()),
-            ),
-        )
-        stmt = select(moved).add_cte(opened.cte("opened"))
-        rows = conn.execute(stmt).mappings().all()
+        rows = conn.execute(_CLAIM_POSTGRES, params).mappings().all()
     else:
-        rows = (
-            conn.execute(
-                update(jobs)
-                .where(jobs.c.id.in_(pick.scalar_subquery()))
-                .values(values)
-                .returning(*_CLAIMED_COLUMNS)
-            )
-            .mappings()
-            .all()
-        )
+        rows = conn.execute(_CLAIM_SQLITE, params).mappings().all()
         if rows:
             conn.execute(
                 insert(attempts),

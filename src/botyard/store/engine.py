@@ -15,8 +15,12 @@ from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 _PG_MIGRATION_LOCK = 0x626F7479617264  # "botyard"; any process migrating holds it
 
 
-def build_engine(url: str, *, pool_size: int = 10) -> Engine:
-    """An engine for ``url``. SQLite gets WAL and ``BEGIN IMMEDIATE`` for write transactions."""
+def build_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> Engine:
+    """An engine for ``url``. SQLite gets WAL and ``BEGIN IMMEDIATE`` for write transactions.
+
+    ``pre_ping=False`` saves a round trip per transaction, for callers (the worker) that retry
+    a transaction that failed on a dropped connection anyway.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -29,9 +33,7 @@ def build_engine(url: str, *, pool_size: int = 10) -> Engine:
         )
         _sqlite_setup(engine)
         return engine
-    return create_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, future=True
-    )
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=pre_ping)
 
 
 def _sqlite_setup(engine: Engine) -> None:

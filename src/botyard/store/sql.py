@@ -12,6 +12,7 @@ from sqlalchemy import (
     RowMapping,
     and_,
     func,
+    literal_column,
     select,
     tuple_,
     update,
@@ -29,6 +30,7 @@ from botyard.jobs import (
 )
 from botyard.store import claims
 from botyard.store.accounts import AuditLog, Users
+from botyard.store.completions import Closing, close
 from botyard.store.engine import build_engine, upgrade
 from botyard.store.records import (
     Activity,
@@ -237,37 +239,10 @@ class SqlStore:
     def finish(self, completions: Sequence[Completion]) -> list[JobStatus | None]:
         """Close attempts; each result is the job's new status, or None when fenced out."""
         now = utcnow()
-        results: list[JobStatus | None] = []
+        closings = [Closing.of(c, now) for c in completions]
         with self.engine.begin() as conn:
-            for c in completions:
-                decision = decide(
-                    c.outcome,
-                    attempt=c.attempt - c.attempt_base,
-                    max_attempts=c.max_attempts,
-                    idempotent=c.idempotent,
-                    side_effect_started=c.side_effect is not None,
-                )
-                values: dict[str, Any] = {
-                    "status": decision.status.value,
-                    "updated_at": now,
-                    "lease_expires_at": None,
-                    "result": c.result if decision.status is JobStatus.SUCCEEDED else None,
-                    "error": c.error,
-                }
-                if decision.status is JobStatus.QUEUED:
-                    values["not_before"] = now + timedelta(seconds=decision.retry_delay)
-                    values["worker_id"] = None
-                else:
-                    values["finished_at"] = now
-                kept = conn.execute(
-                    _fenced(update(jobs), c.job_id, c.attempt).values(values).returning(jobs.c.id)
-                ).first()
-                if kept is None:
-                    results.append(None)
-                    continue
-                _close_attempt(conn, c.job_id, c.attempt, c.outcome, c.error, now)
-                results.append(decision.status)
-        return results
+            kept = close(conn, closings, now)
+        return [c.status if (c.job_id, c.attempt) in kept else None for c in closings]
 
     # -- recovery -----------------------------------------------------------
 
@@ -284,7 +259,7 @@ class SqlStore:
                 jobs.c.idempotent,
                 jobs.c.side_effect,
             )
-            .where(jobs.c.status == _RUNNING, jobs.c.lease_expires_at < now)
+            .where(jobs.c.status == literal_column("'running'"), jobs.c.lease_expires_at < now)
             .order_by(jobs.c.lease_expires_at)
             .limit(limit)
         )
@@ -582,9 +557,11 @@ def _close_attempt(
     )
 
 
-def open_store(url: str, *, migrate: bool = True, pool_size: int = 10) -> SqlStore:
+def open_store(
+    url: str, *, migrate: bool = True, pool_size: int = 10, pre_ping: bool = True
+) -> SqlStore:
     """Open the store at ``url`` and bring its schema up to date."""
-    store = SqlStore(build_engine(url, pool_size=pool_size))
+    store = SqlStore(build_engine(url, pool_size=pool_size, pre_ping=pre_ping))
     if migrate:
         store.migrate()
     return store

@@ -8,6 +8,7 @@ the safety net.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import queue
@@ -31,6 +32,8 @@ from botyard.worker.writer import StoreWriter
 
 log = logging.getLogger("botyard.worker")
 
+_PREFETCH_BELOW_SECONDS = 1.0
+
 
 @dataclass
 class WorkerConfig:
@@ -46,6 +49,7 @@ class WorkerConfig:
     heartbeat_interval: float = 5.0
     shutdown_grace: float = 30.0
     max_retries: int | None = None
+    prefetch: int | None = None  # jobs claimed ahead of free slots; default: concurrency
     data_dir: Path = Path(".botyard")
 
     def __post_init__(self) -> None:
@@ -95,7 +99,10 @@ class PullWorker:
         self.writer = StoreWriter(store)
         self._inbox: queue.SimpleQueue[ClaimedJob | None] = queue.SimpleQueue()
         self._cond = threading.Condition()
-        self._idle = config.concurrency  # slots with nothing to do (buffered jobs count as busy)
+        # Claimed and not finished: running in a slot, or waiting in the inbox for one.
+        self._held: dict[int, ClaimedJob] = {}
+        self._dropped: set[int] = set()  # held jobs that lost their lease before they started
+        self._mean_seconds: float | None = None  # how long jobs take here, smoothed
         self._wake = True  # claim at start
         self._next_poll = 0.0
         self._next_due: float | None = None  # monotonic time a delayed job becomes runnable
@@ -116,6 +123,7 @@ class PullWorker:
                 evidence_root=config.data_dir / "evidence",
                 max_attempts_cap=cap,
                 on_done=self._on_done,
+                should_run=self._should_run,
                 on_free=self._on_free,
             )
             for i in range(config.concurrency)
@@ -158,6 +166,10 @@ class PullWorker:
         self._listener = threading.Thread(target=self._listen, name="botyard-listener", daemon=True)
         self._listener.start()
         threading.Thread(target=self._keep, name="botyard-keeper", daemon=True).start()
+        # Everything imported so far lives as long as the worker: keep the collector off it,
+        # or a full collection walks ~100k objects and stalls every thread for ~0.1 s.
+        gc.collect()
+        gc.freeze()
         log.info(
             "worker %s serving %s on queues %s with %d slots",
             cfg.worker_id,
@@ -190,15 +202,16 @@ class PullWorker:
                 due = self._next_due is not None and now >= self._next_due
                 if due:
                     self._next_due = None
-                should_claim = self._idle > 0 and (self._wake or due or now >= self._next_poll)
+                room = self._capacity() - len(self._held)
+                should_claim = room > 0 and (self._wake or due or now >= self._next_poll)
                 if not should_claim:
                     wait = self._next_poll - now
                     if self._next_due is not None:
                         wait = min(wait, self._next_due - now)
-                    self._cond.wait(timeout=max(0.0, wait) if self._idle > 0 else None)
+                    self._cond.wait(timeout=max(0.0, wait) if room > 0 else None)
                     continue
                 self._wake = False
-                limit = self._idle
+                limit = room
             polled = now >= self._next_poll
             try:
                 claimed = self.store.claim(
@@ -218,7 +231,7 @@ class PullWorker:
             if polled:
                 self._next_poll = time.monotonic() + cfg.poll_interval
             with self._cond:
-                self._idle -= len(claimed)
+                self._held.update((job.id, job) for job in claimed)
                 if len(claimed) == limit:
                     self._wake = True  # there may be more where these came from
             for job in claimed:
@@ -237,9 +250,28 @@ class PullWorker:
                 self._next_due = due
             self._cond.notify_all()
 
-    def _on_free(self) -> None:
+    def _capacity(self) -> int:
+        """Slots, plus jobs claimed ahead while jobs are short.
+
+        Claiming ahead saves a slot the round trip to the store between two short jobs; for
+        long jobs (browser sessions, minutes) it would only keep work from idle workers.
+        """
+        cfg = self.config
+        ahead = cfg.concurrency if cfg.prefetch is None else cfg.prefetch
+        short = self._mean_seconds is not None and self._mean_seconds < _PREFETCH_BELOW_SECONDS
+        return cfg.concurrency + (ahead if short else 0)
+
+    def _should_run(self, job: ClaimedJob) -> bool:
         with self._cond:
-            self._idle += 1
+            return job.id not in self._dropped
+
+    def _on_free(self, job: ClaimedJob, seconds: float | None) -> None:
+        with self._cond:
+            self._held.pop(job.id, None)
+            self._dropped.discard(job.id)
+            if seconds is not None:
+                mean = self._mean_seconds
+                self._mean_seconds = seconds if mean is None else 0.8 * mean + 0.2 * seconds
             self._cond.notify_all()
 
     def _on_done(self, completion: Completion, status: Any) -> None:
@@ -301,7 +333,8 @@ class PullWorker:
                 self._sweep()
 
     def _renew(self, only: set[int] | None = None) -> None:
-        held = [pair for slot in self.slots if (pair := slot.running()) is not None]
+        with self._cond:
+            held = [(job.id, job.attempt) for job in self._held.values()]
         if only is not None:
             held = [pair for pair in held if pair[0] in only]
             if not held:
@@ -322,6 +355,8 @@ class PullWorker:
         for job_id, attempt in held:
             if (job_id, attempt) not in kept:
                 log.warning("job %s attempt %s lost its lease; stopping it", job_id, attempt)
+                with self._cond:
+                    self._dropped.add(job_id)  # in case it has not started yet
                 self._abort(job_id, Outcome.LEASE_EXPIRED)
 
     def _heartbeat(self, status: str) -> None:
@@ -356,6 +391,8 @@ class PullWorker:
                 break
             if job is not None:
                 self._release(job)
+                with self._cond:
+                    self._held.pop(job.id, None)
         deadline = time.monotonic() + cfg.shutdown_grace
         while any(slot.running() for slot in self.slots):
             if time.monotonic() >= deadline or self._grace_over.is_set():

@@ -35,7 +35,8 @@ class Slot:
         evidence_root: Path,
         max_attempts_cap: int | None,
         on_done: Callable[[Completion, Any], None],
-        on_free: Callable[[], None],
+        should_run: Callable[[ClaimedJob], bool],
+        on_free: Callable[[ClaimedJob, float | None], None],
     ) -> None:
         self.index = index
         self.inbox = inbox
@@ -45,6 +46,7 @@ class Slot:
         self.evidence_root = evidence_root
         self.max_attempts_cap = max_attempts_cap
         self.on_done = on_done
+        self.should_run = should_run
         self.on_free = on_free
         self.child: ChildProcess | None = None
         self.job: ClaimedJob | None = None
@@ -84,12 +86,16 @@ class Slot:
             job = self.inbox.get()
             if job is None:
                 break
+            if not self.should_run(job):  # it lost its lease while it waited for this slot
+                self.on_free(job, None)
+                continue
+            started = time.monotonic()
             try:
                 self._run(job)
             except Exception:
                 log.exception("slot %d failed on job %s", self.index, job.id)
             finally:
-                self.on_free()
+                self.on_free(job, time.monotonic() - started)
         if self.child is not None:
             self.child.close()
             self.child = None
