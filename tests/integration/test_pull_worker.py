@@ -395,3 +395,19 @@ def test_a_restarted_worker_recovers_its_own_orphans(
         Outcome.LEASE_EXPIRED.value,
         Outcome.SUCCEEDED.value,
     ]
+
+
+def test_jobs_claimed_ahead_keep_their_lease_while_they_wait(
+    store: SqlStore, bus: Bus, start_worker: StartWorker, wait_until: Any
+) -> None:
+    # Short jobs first, so the worker starts claiming ahead of its one slot.
+    start_worker(lease_ttl=1.0, recover_interval=0.2)
+    for n in range(3):
+        wait_settled(store, submit(store, bus, "tests.ok", {"name": f"warm-{n}"}), wait_until)
+    slow = submit(store, bus, "tests.slow", {"seconds": 3.0})
+    waiting = submit(store, bus, "tests.ok", {"name": "behind the slow one"})
+    # It waits three lease lengths behind the slow job; its lease must be renewed meanwhile.
+    assert wait_settled(store, slow, wait_until).status is JobStatus.SUCCEEDED
+    job = wait_settled(store, waiting, wait_until)
+    assert job.status is JobStatus.SUCCEEDED
+    assert [a.outcome for a in job.attempts] == ["succeeded"]

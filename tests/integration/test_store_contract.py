@@ -350,6 +350,44 @@ def test_a_released_job_is_queued_again(store: SqlStore) -> None:
     assert again.attempt == 2
 
 
+def test_a_release_spends_no_attempt(store: SqlStore) -> None:
+    submit(store, max_attempts=2)
+    first = claim_one(store)
+    assert store.finish([completion(first, Outcome.RELEASED)]) == [JobStatus.QUEUED]
+    second = claim_one(store)
+    # Two real attempts are still left: the first error is retried, the second fails the job.
+    assert store.finish([completion(second, Outcome.ERROR)]) == [JobStatus.QUEUED]
+    with store.engine.begin() as conn:
+        conn.execute(jobs.update().values(not_before=datetime.now(UTC)))
+    third = claim_one(store)
+    assert third.attempt == 3
+    assert store.finish([completion(third, Outcome.ERROR)]) == [JobStatus.FAILED]
+
+
+def test_a_batch_mixing_kept_and_fenced_out_attempts(store: SqlStore) -> None:
+    for _ in range(3):
+        submit(store)
+    a, b, c = claim(store, limit=3)
+    store.cancel(b.id)
+    statuses = store.finish(
+        [
+            completion(a, Outcome.SUCCEEDED, result={"a": 1}),
+            completion(b, Outcome.SUCCEEDED, result={"b": 1}),
+            completion(c, Outcome.ERROR, error={"type": "X", "message": "boom"}),
+        ]
+    )
+    assert statuses == [JobStatus.SUCCEEDED, None, JobStatus.QUEUED]
+    assert store.get_job(a.id).result == {"a": 1} and store.get_job(a.id).worker_id == WORKER
+    assert store.get_job(b.id).status is JobStatus.CANCELLED and store.get_job(b.id).result is None
+    requeued = store.get_job(c.id)
+    assert requeued.worker_id is None and requeued.finished_at is None
+    assert requeued.not_before > datetime.now(UTC) and requeued.error == {
+        "type": "X",
+        "message": "boom",
+    }
+    assert [x.outcome for x in store.get_job(b.id).attempts] == ["cancelled"]
+
+
 # -- fencing --------------------------------------------------------------------
 
 

@@ -31,7 +31,9 @@ class JobService:
         self.bus = bus
         self.registry = registry
 
-    def submit(self, request: Submission, *, actor: str | None) -> tuple[JobRecord, bool]:
+    def submit(
+        self, request: Submission, *, actor: str | None, client: str | None = None
+    ) -> tuple[JobRecord, bool]:
         """Validate the payload against the automation, store the job and wake a worker.
 
         Raises ``UnknownAutomation`` or ``PayloadInvalid``; nothing is stored then.
@@ -57,21 +59,48 @@ class JobService:
         )
         if created:
             self.bus.publish(Event(JOBS, job.queue))
+            details = {"automation": job.automation, "queue": job.queue}
+            self._audit("job_submitted", job.id, actor, client, details)
         return job, created
 
-    def cancel(self, job_id: int) -> JobRecord:
+    def cancel(self, job_id: int, *, actor: str | None, client: str | None = None) -> JobRecord:
         job = self.store.cancel(job_id)
         if job.worker_id is not None:  # it was running: its worker must stop it now
             self.bus.publish(Event(CANCEL, str(job_id)))
+        self._audit("job_cancelled", job_id, actor, client)
         return job
 
-    def retry(self, job_id: int) -> JobRecord:
+    def retry(self, job_id: int, *, actor: str | None, client: str | None = None) -> JobRecord:
         job = self.store.retry(job_id)
         self.bus.publish(Event(JOBS, job.queue))
+        self._audit("job_retried", job_id, actor, client)
         return job
 
-    def resolve(self, job_id: int, *, succeeded: bool, note: str, actor: str | None) -> JobRecord:
-        return self.store.resolve(job_id, succeeded=succeeded, note=note, actor=actor)
+    def resolve(
+        self,
+        job_id: int,
+        *,
+        succeeded: bool,
+        note: str,
+        actor: str | None,
+        client: str | None = None,
+    ) -> JobRecord:
+        job = self.store.resolve(job_id, succeeded=succeeded, note=note, actor=actor)
+        details = {"status": job.status.value, "note": note}
+        self._audit("job_resolved", job_id, actor, client, details)
+        return job
+
+    def _audit(
+        self,
+        action: str,
+        job_id: int,
+        actor: str | None,
+        client: str | None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        self.store.audit.record(
+            action, actor=actor, target=f"job:{job_id}", client=client, details=details
+        )
 
     def recover(self) -> int:
         """Recover expired leases now and wake workers for what went back to the queue."""

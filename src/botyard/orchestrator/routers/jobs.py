@@ -37,16 +37,9 @@ def submit(
     service: ServiceDep,
     who: Annotated[Principal, Depends(require("job:create"))],
 ) -> JobOut:
-    job, created = service.submit(Submission(**body.model_dump()), actor=who.username)
-    if created:
-        service.store.audit.record(
-            "job_submitted",
-            actor=who.username,
-            target=f"job:{job.id}",
-            client=client_of(request),
-            details={"automation": job.automation, "queue": job.queue},
-        )
-    else:
+    submission = Submission(**body.model_dump())
+    job, created = service.submit(submission, actor=who.username, client=client_of(request))
+    if not created:
         response.status_code = 200
     return JobOut.of(job)
 
@@ -101,11 +94,7 @@ def cancel(
     service: ServiceDep,
     who: Annotated[Principal, Depends(require("job:cancel"))],
 ) -> JobOut:
-    job = service.cancel(job_id)
-    service.store.audit.record(
-        "job_cancelled", actor=who.username, target=f"job:{job_id}", client=client_of(request)
-    )
-    return JobOut.of(job)
+    return JobOut.of(service.cancel(job_id, actor=who.username, client=client_of(request)))
 
 
 @router.post("/{job_id}/retry")
@@ -115,11 +104,7 @@ def retry(
     service: ServiceDep,
     who: Annotated[Principal, Depends(require("job:retry"))],
 ) -> JobOut:
-    job = service.retry(job_id)
-    service.store.audit.record(
-        "job_retried", actor=who.username, target=f"job:{job_id}", client=client_of(request)
-    )
-    return JobOut.of(job)
+    return JobOut.of(service.retry(job_id, actor=who.username, client=client_of(request)))
 
 
 @router.post("/{job_id}/resolve")
@@ -130,14 +115,8 @@ def resolve(
     service: ServiceDep,
     who: Annotated[Principal, Depends(require("job:resolve"))],
 ) -> JobOut:
+    succeeded = body.status == "succeeded"
     job = service.resolve(
-        job_id, succeeded=body.status == "succeeded", note=body.note, actor=who.username
-    )
-    service.store.audit.record(
-        "job_resolved",
-        actor=who.username,
-        target=f"job:{job_id}",
-        client=client_of(request),
-        details={"status": body.status, "note": body.note},
+        job_id, succeeded=succeeded, note=body.note, actor=who.username, client=client_of(request)
     )
     return JobOut.of(job)
