@@ -65,3 +65,21 @@ def slow(ctx: JobContext, seconds: float, pid_file: str | None = None) -> dict[s
         os.replace(pid_file + ".tmp", pid_file)
     time.sleep(seconds)
     return {"slept": seconds}
+
+
+@automation("tests.oom_killed")
+def oom_killed(ctx: JobContext) -> None:
+    """Dies the way the kernel's OOM killer ends a process: SIGKILL, no goodbye."""
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@automation("tests.memory_error")
+def memory_error(ctx: JobContext) -> None:
+    """Runs out of memory under an address-space limit: MemoryError inside the job."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (2**30, resource.RLIM_INFINITY))
+    hog = bytearray(2**31)
+    del hog

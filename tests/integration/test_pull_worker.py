@@ -250,6 +250,34 @@ def test_a_segfault_fails_only_its_attempt(
     assert worker.thread.is_alive()
 
 
+@pytest.mark.parametrize(
+    ("automation", "outcome", "error"),
+    [
+        ("tests.oom_killed", Outcome.CRASHED, "SIGKILL"),
+        ("tests.memory_error", Outcome.ERROR, "MemoryError"),
+    ],
+)
+def test_running_out_of_memory_fails_only_its_attempt(
+    store: SqlStore,
+    bus: Bus,
+    start_worker: StartWorker,
+    wait_until: Any,
+    automation: str,
+    outcome: Outcome,
+    error: str,
+) -> None:
+    worker = start_worker(concurrency=1)
+    hungry = submit(store, bus, automation, {}, max_attempts=1)
+    after = submit(store, bus, "tests.ok", {"name": "carol", "lines": 0})
+
+    failed = wait_settled(store, hungry, wait_until)
+    assert failed.status is JobStatus.FAILED
+    assert failed.error is not None and error in f"{failed.error['type']} {failed.error['message']}"
+    assert [a.outcome for a in failed.attempts] == [outcome.value]
+    assert wait_settled(store, after, wait_until).status is JobStatus.SUCCEEDED
+    assert worker.thread.is_alive()
+
+
 # -- control -----------------------------------------------------------------------
 
 
