@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import re
 import secrets
+import socket
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -76,6 +80,25 @@ class WorkerSettings(BaseSettings):
         return _split_list(value)
 
 
+class MaintenanceSettings(BaseSettings):
+    """The orchestrator's maintenance jobs (seed 002's triggers) and who runs them."""
+
+    model_config = SettingsConfigDict(env_prefix="BOTYARD_", extra="ignore")
+
+    replica_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    poll_job_queue_seconds: float = Field(default=30.0, gt=0)
+    collect_metrics_seconds: float = Field(default=300.0, gt=0)
+    cleanup_old_evidence_cron: str = "0 2 * * *"
+    # None: every BOTYARD_RECOVER_INTERVAL seconds
+    recover_stale_jobs_seconds: float | None = Field(default=None, gt=0)
+    poll_worker_job_status_seconds: float = Field(default=30.0, gt=0)
+    leader_ttl: float = Field(default=15.0, ge=2.0)
+    screenshot_retention_days: int = Field(
+        default=30, ge=1, validation_alias="SCREENSHOT_RETENTION_DAYS"
+    )
+    history_retention_days: int = Field(default=30, ge=1)
+
+
 class AuthSettings(BaseSettings):
     """JWT and the first admin (seed 002's variable names)."""
 
@@ -118,6 +141,102 @@ class ServerSettings(BaseSettings):
         return _split_list(value)
 
 
+_PERIODS = {
+    "s": 1, "sec": 1, "second": 1, "seconds": 1,
+    "m": 60, "min": 60, "minute": 60, "minutes": 60,
+    "h": 3600, "hour": 3600, "hours": 3600,
+    "d": 86400, "day": 86400, "days": 86400,
+}  # fmt: skip
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*([a-z]+)\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """At most ``count`` requests per ``seconds``, written ``COUNT/PERIOD``.
+
+    PERIOD is ``second``, ``minute``, ``hour`` or ``day`` (or ``s``, ``m``, ``h``, ``d``),
+    optionally with a number in front: ``10/minute``, ``100/hour``, ``5/30s``.
+    """
+
+    count: int
+    seconds: float
+
+    @classmethod
+    def parse(cls, text: str) -> Rate | None:
+        """The rate in ``text``; ``None`` for ``off``. Raises ``ValueError`` when unreadable."""
+        if text.strip().lower() in ("off", "none", "unlimited"):
+            return None
+        match = _RATE.match(text.lower())
+        if not match or match[3] not in _PERIODS:
+            raise ValueError(
+                f"{text!r} is not a rate: use COUNT/PERIOD, e.g. 10/minute, 100/hour, 5/30s or off"
+            )
+        count, seconds = int(match[1]), float(match[2] or 1) * _PERIODS[match[3]]
+        if count < 1 or seconds <= 0:
+            raise ValueError(f"{text!r} is not a rate: COUNT and PERIOD must be positive")
+        return cls(count, seconds)
+
+    def __str__(self) -> str:
+        names = {1: "second", 60: "minute", 3600: "hour", 86400: "day"}
+        return f"{self.count}/{names.get(self.seconds, f'{self.seconds:g}s')}"
+
+
+def _rate(value: object) -> object:
+    return Rate.parse(value) if isinstance(value, str) else value
+
+
+RateSetting = Annotated[Rate | None, BeforeValidator(_rate)]
+
+
+class RateLimitSettings(BaseSettings):
+    """Per-client-IP limits on the endpoints anyone may call, as ``COUNT/PERIOD`` or ``off``."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    token: RateSetting = Field(default=Rate(10, 60), validation_alias="TOKEN_RATE_LIMIT")
+    data_request: RateSetting = Field(
+        default=Rate(5, 3600), validation_alias="DATA_REQUEST_RATE_LIMIT"
+    )
+
+
+class CorsSettings(BaseSettings):
+    """Browser origins allowed to call the API: none unless CORS_ORIGINS names them."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="CORS_ORIGINS"
+    )
+    allow_credentials: bool = Field(default=False, validation_alias="CORS_ALLOW_CREDENTIALS")
+
+    @field_validator("origins", mode="before")
+    @classmethod
+    def _origins(cls, value: object) -> object:
+        value = _split_list(value)
+        if isinstance(value, list):
+            # A browser sends "https://app.example", without the slash people often paste.
+            return [v.rstrip("/") if isinstance(v, str) else v for v in value]
+        return value
+
+
+class TlsSettings(BaseSettings):
+    """HTTPS for ``botyard server``: both files, or neither."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    cert_path: Path | None = Field(default=None, validation_alias="SSL_CERT_PATH")
+    key_path: Path | None = Field(default=None, validation_alias="SSL_KEY_PATH")
+
+    @field_validator("cert_path", "key_path", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert_path is not None or self.key_path is not None
+
+
 class Settings(BaseSettings):
     """Every concern's settings, read once at the composition root and passed in."""
 
@@ -127,4 +246,8 @@ class Settings(BaseSettings):
     lease: LeaseSettings = Field(default_factory=LeaseSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    tls: TlsSettings = Field(default_factory=TlsSettings)
+    cors: CorsSettings = Field(default_factory=CorsSettings)
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)

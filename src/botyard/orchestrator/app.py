@@ -12,8 +12,8 @@ from fastapi import FastAPI
 from botyard.orchestrator import errors
 from botyard.orchestrator.auth import Authenticator, ensure_admin
 from botyard.orchestrator.limits import BodySizeLimit
-from botyard.orchestrator.maintenance import build_scheduler
-from botyard.orchestrator.routers import health, jobs, tokens, workers
+from botyard.orchestrator.routers import health, jobs, processing, scheduler, tokens, workers
+from botyard.orchestrator.scheduler import Maintenance
 from botyard.orchestrator.service import JobService
 from botyard.settings import Settings
 from botyard.version import __version__
@@ -59,13 +59,13 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             algorithm=settings.auth.jwt_algorithm,
             expiry_minutes=settings.auth.jwt_expiration_minutes,
         )
-        scheduler = build_scheduler(service, recover_interval=settings.lease.recover_interval)
-        scheduler.start()
-        app.state.scheduler = scheduler
+        maintenance = Maintenance(service, settings)
+        maintenance.start()
+        app.state.maintenance = maintenance
         try:
             yield
         finally:
-            scheduler.shutdown(wait=False)
+            maintenance.shutdown()
             if owned:
                 rt.close()
 
@@ -77,6 +77,13 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     )
     errors.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.server.max_body_bytes)
-    for router in (health.router, tokens.router, jobs.router, workers.router):
+    for router in (
+        health.router,
+        tokens.router,
+        jobs.router,
+        workers.router,
+        scheduler.router,
+        processing.router,
+    ):
         app.include_router(router)
     return app

@@ -149,3 +149,36 @@ class Token(BaseModel):
 class Health(BaseModel):
     status: str
     timestamp: str
+
+
+class RetryFilter(BaseModel):
+    """Which failed jobs ``POST /jobs/retry`` queues again; every failed job without a filter."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    automation: str | None = None
+    provider: str | None = None
+    queue: str | None = None
+    since: datetime | None = None
+    limit: int = Field(default=1000, ge=1, le=10000)
+
+
+class BulkRetryOut(BaseModel):
+    status: str
+    retried: int
+    job_ids: list[int]
+
+
+class ActivityOut(BaseModel):
+    job_id: int
+    automation: str
+    status: JobStatus
+    attempt: int
+    step: str | None
+    updated_at: datetime
+
+
+class ProcessingStatusOut(BaseModel):
+    counts: dict[str, int]
+    throughput: dict[str, Any]
+    recent_activity: list[ActivityOut]

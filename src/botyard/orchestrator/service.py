@@ -9,7 +9,7 @@ from typing import Any
 from botyard.automations.registry import Registry
 from botyard.bus.base import CANCEL, JOBS, Bus, Event
 from botyard.jobs import JobStatus
-from botyard.store.records import JobRecord, NewJob
+from botyard.store.records import JobFilter, JobRecord, NewJob
 from botyard.store.sql import SqlStore
 
 
@@ -75,6 +75,16 @@ class JobService:
         self.bus.publish(Event(JOBS, job.queue))
         self._audit("job_retried", job_id, actor, client)
         return job
+
+    def retry_failed(
+        self, filters: JobFilter, *, limit: int, actor: str | None, client: str | None = None
+    ) -> list[JobRecord]:
+        jobs = self.store.retry_failed(filters, limit=limit)
+        for queue in {job.queue for job in jobs}:
+            self.bus.publish(Event(JOBS, queue))
+        for job in jobs:
+            self._audit("job_retried", job.id, actor, client, {"bulk": True})
+        return jobs
 
     def resolve(
         self,

@@ -9,8 +9,6 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
-    RowMapping,
-    and_,
     func,
     literal_column,
     select,
@@ -19,7 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from botyard.errors import InvalidTransition, JobNotFound
+from botyard.errors import InvalidTransition
 from botyard.jobs import (
     CANCELLABLE,
     RESOLVABLE,
@@ -32,56 +30,24 @@ from botyard.store import claims
 from botyard.store.accounts import AuditLog, Users
 from botyard.store.completions import Closing, close
 from botyard.store.engine import build_engine, upgrade
+from botyard.store.leases import Leases
+from botyard.store.maintenance import MaintenanceLog, MetricsHistory
+from botyard.store.reads import JobReads, job_record, where_matching
 from botyard.store.records import (
     Activity,
-    AttemptRecord,
     ClaimedJob,
     Completion,
-    EvidenceRecord,
     JobFilter,
     JobRecord,
-    LogLine,
     NewJob,
-    StepRecord,
 )
-from botyard.store.tables import attempts, evidence, jobs, log_lines, steps, utcnow
+from botyard.store.tables import attempts, evidence, jobs, steps, utcnow
 from botyard.store.workers import Workers
 
 _RUNNING = JobStatus.RUNNING.value
 
 
-def job_record(row: RowMapping, **extra: Any) -> JobRecord:
-    return JobRecord(
-        id=row["id"],
-        automation=row["automation"],
-        provider=row["provider"],
-        queue=row["queue"],
-        priority=row["priority"],
-        status=JobStatus(row["status"]),
-        payload=row["payload"],
-        result=row["result"],
-        error=row["error"],
-        idempotency_key=row["idempotency_key"],
-        max_attempts=row["max_attempts"],
-        timeout=row["timeout"],
-        idempotent=row["idempotent"],
-        attempt=row["attempt"],
-        attempt_base=row["attempt_base"],
-        side_effect=row["side_effect"],
-        not_before=row["not_before"],
-        worker_id=row["worker_id"],
-        lease_expires_at=row["lease_expires_at"],
-        created_by=row["created_by"],
-        resolution=row["resolution"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        **extra,
-    )
-
-
-class SqlStore:
+class SqlStore(JobReads):
     """Jobs, attempts, steps, logs and evidence; workers, users and the audit log hang off it."""
 
     def __init__(self, engine: Engine) -> None:
@@ -90,6 +56,9 @@ class SqlStore:
         self.workers = Workers(engine)
         self.users = Users(engine)
         self.audit = AuditLog(engine)
+        self.leases = Leases(engine)
+        self.maintenance = MaintenanceLog(engine)
+        self.metrics = MetricsHistory(engine)
 
     @property
     def is_postgres(self) -> bool:
@@ -100,9 +69,6 @@ class SqlStore:
 
     def close(self) -> None:
         self.engine.dispose()
-
-    def _read(self) -> Connection:
-        return self.engine.connect().execution_options(readonly=True)
 
     # -- submission ---------------------------------------------------------
 
@@ -349,23 +315,29 @@ class SqlStore:
 
     def retry(self, job_id: int) -> JobRecord:
         """Queue a failed or ``needs_review`` job again with a fresh budget of attempts."""
-        now = utcnow()
         allowed = [s.value for s in RETRYABLE_BY_PERSON]
-        return self._person_move(
-            job_id,
-            allowed,
-            "retried",
-            {
-                "status": JobStatus.QUEUED.value,
-                "attempt_base": jobs.c.attempt,
-                "not_before": now,
-                "worker_id": None,
-                "side_effect": None,
-                "result": None,
-                "finished_at": None,
-                "updated_at": now,
-            },
+        return self._person_move(job_id, allowed, "retried", _requeue_values(utcnow()))
+
+    def retry_failed(self, filters: JobFilter, *, limit: int = 1000) -> list[JobRecord]:
+        """Queue again every failed job that matches ``filters`` (seed 004's bulk retry)."""
+        failed = JobFilter(
+            status=JobStatus.FAILED,
+            automation=filters.automation,
+            provider=filters.provider,
+            queue=filters.queue,
+            since=filters.since,
         )
+        chosen = select(jobs.c.id).where(where_matching(failed)).order_by(jobs.c.id).limit(limit)
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                update(jobs)
+                .where(
+                    jobs.c.id.in_(chosen.scalar_subquery()), jobs.c.status == JobStatus.FAILED.value
+                )
+                .values(_requeue_values(utcnow()))
+                .returning(*jobs.c)
+            ).mappings()
+            return sorted((job_record(r) for r in rows), key=lambda j: j.id)
 
     def resolve(self, job_id: int, *, succeeded: bool, note: str, actor: str | None) -> JobRecord:
         """Close a ``needs_review`` job as succeeded or failed, with a person's note."""
@@ -383,6 +355,12 @@ class SqlStore:
                 "updated_at": now,
             },
         )
+
+    def delete_evidence(self, ids: Sequence[int]) -> int:
+        if not ids:
+            return 0
+        with self.engine.begin() as conn:
+            return int(conn.execute(evidence.delete().where(evidence.c.id.in_(list(ids)))).rowcount)
 
     def _person_move(
         self, job_id: int, allowed: list[str], verb: str, values: dict[str, Any]
@@ -406,129 +384,19 @@ class SqlStore:
                 )
             return job_record(row)
 
-    # -- reading ------------------------------------------------------------
 
-    def _get_row(self, conn: Connection, job_id: int) -> RowMapping:
-        row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
-        if row is None:
-            raise JobNotFound(f"job {job_id} not found", job_id=job_id)
-        return row
-
-    def get_job(self, job_id: int, *, detail: bool = True) -> JobRecord:
-        with self._read() as conn:
-            row = self._get_row(conn, job_id)
-            if not detail:
-                return job_record(row)
-            attempt_rows = conn.execute(
-                select(attempts).where(attempts.c.job_id == job_id).order_by(attempts.c.number)
-            ).mappings()
-            step_rows = conn.execute(
-                select(steps).where(steps.c.job_id == job_id).order_by(steps.c.id)
-            ).mappings()
-            return job_record(
-                row,
-                attempts=[
-                    AttemptRecord(
-                        number=a["number"],
-                        worker_id=a["worker_id"],
-                        outcome=a["outcome"],
-                        error=a["error"],
-                        side_effect=a["side_effect"],
-                        started_at=a["started_at"],
-                        finished_at=a["finished_at"],
-                    )
-                    for a in attempt_rows
-                ],
-                steps=[
-                    StepRecord(
-                        id=s["id"],
-                        attempt=s["attempt"],
-                        name=s["name"],
-                        kind=s["kind"],
-                        status=s["status"],
-                        started_at=s["started_at"],
-                        finished_at=s["finished_at"],
-                    )
-                    for s in step_rows
-                ],
-            )
-
-    def list_jobs(
-        self, filters: JobFilter, *, limit: int = 50, offset: int = 0
-    ) -> tuple[list[JobRecord], int]:
-        conditions = []
-        if filters.status is not None:
-            conditions.append(jobs.c.status == filters.status.value)
-        if filters.automation is not None:
-            conditions.append(jobs.c.automation == filters.automation)
-        if filters.provider is not None:
-            conditions.append(jobs.c.provider == filters.provider)
-        if filters.queue is not None:
-            conditions.append(jobs.c.queue == filters.queue)
-        if filters.since is not None:
-            conditions.append(jobs.c.created_at >= filters.since)
-        where = and_(True, *conditions)
-        with self._read() as conn:
-            total = conn.execute(select(func.count()).select_from(jobs).where(where)).scalar_one()
-            rows = conn.execute(
-                select(jobs).where(where).order_by(jobs.c.id.desc()).limit(limit).offset(offset)
-            ).mappings()
-            return [job_record(r) for r in rows], total
-
-    def logs(self, job_id: int, *, after: int = 0, limit: int = 1000) -> list[LogLine]:
-        with self._read() as conn:
-            self._get_row(conn, job_id)
-            rows = conn.execute(
-                select(log_lines)
-                .where(log_lines.c.job_id == job_id, log_lines.c.id > after)
-                .order_by(log_lines.c.id)
-                .limit(limit)
-            ).mappings()
-            return [
-                LogLine(
-                    id=r["id"],
-                    attempt=r["attempt"],
-                    at=r["at"],
-                    level=r["level"],
-                    message=r["message"],
-                )
-                for r in rows
-            ]
-
-    def evidence(self, job_id: int) -> list[EvidenceRecord]:
-        with self._read() as conn:
-            self._get_row(conn, job_id)
-            rows = conn.execute(
-                select(evidence).where(evidence.c.job_id == job_id).order_by(evidence.c.id)
-            ).mappings()
-            return [EvidenceRecord(**dict(r)) for r in rows]
-
-    def counts_by_status(self) -> dict[JobStatus, int]:
-        with self._read() as conn:
-            rows = conn.execute(select(jobs.c.status, func.count()).group_by(jobs.c.status))
-            counts = {s: 0 for s in JobStatus}
-            for status, count in rows:
-                counts[JobStatus(status)] = count
-            return counts
-
-    def queued_queues(self) -> list[str]:
-        """Queues that hold runnable jobs now (for the polling safety net)."""
-        with self._read() as conn:
-            rows = conn.execute(
-                select(jobs.c.queue)
-                .where(jobs.c.status == JobStatus.QUEUED.value, jobs.c.not_before <= utcnow())
-                .distinct()
-            )
-            return [r[0] for r in rows]
-
-    def next_not_before(self, queues: Sequence[str]) -> datetime | None:
-        """When the earliest delayed job of these queues becomes runnable."""
-        with self._read() as conn:
-            return conn.execute(
-                select(func.min(jobs.c.not_before)).where(
-                    jobs.c.status == JobStatus.QUEUED.value, jobs.c.queue.in_(list(queues))
-                )
-            ).scalar_one_or_none()
+def _requeue_values(now: datetime) -> dict[str, Any]:
+    """A person sends a job back to the queue: a fresh attempt budget, no side effect yet."""
+    return {
+        "status": JobStatus.QUEUED.value,
+        "attempt_base": jobs.c.attempt,
+        "not_before": now,
+        "worker_id": None,
+        "side_effect": None,
+        "result": None,
+        "finished_at": None,
+        "updated_at": now,
+    }
 
 
 def _fenced(stmt: Any, job_id: int, attempt: int) -> Any:
@@ -567,4 +435,4 @@ def open_store(
     return store
 
 
-__all__ = ["SqlStore", "job_record", "open_store"]
+__all__ = ["SqlStore", "open_store"]

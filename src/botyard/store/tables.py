@@ -205,6 +205,44 @@ audit_events = Table(
 Index("ix_audit_events_at", audit_events.c.at)
 
 
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("acquired_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)
+
+maintenance_runs = Table(
+    "maintenance_runs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("job", String(100), nullable=False),
+    Column("replica", String(200), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Column("outcome", String(20), nullable=False),  # running | ok | error
+    Column("detail", Json),
+)
+Index("ix_maintenance_runs_job", maintenance_runs.c.job, maintenance_runs.c.id)
+
+metrics_samples = Table(
+    "metrics_samples",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("queued_jobs", Integer, nullable=False),
+    Column("running_jobs", Integer, nullable=False),
+    Column("completed_jobs", Integer, nullable=False),
+    Column("failed_jobs", Integer, nullable=False),
+    Column("needs_review_jobs", Integer, nullable=False),
+    Column("cancelled_jobs", Integer, nullable=False),
+    Column("workers_online", Integer, nullable=False),
+)
+Index("ix_metrics_samples_at", metrics_samples.c.at)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

@@ -79,6 +79,18 @@ class Workers:
             row = conn.execute(select(workers).where(workers.c.id == worker_id)).mappings().first()
             return _record(row) if row else None
 
+    def mark_silent_offline(self, stale_after: float) -> list[str]:
+        """Workers whose heartbeat stopped more than ``stale_after`` seconds ago go offline."""
+        cutoff = utcnow() - timedelta(seconds=stale_after)
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                update(workers)
+                .where(workers.c.status != "offline", workers.c.last_heartbeat < cutoff)
+                .values(status="offline", active=0)
+                .returning(workers.c.id)
+            )
+            return [r[0] for r in rows]
+
     def running_jobs(self, worker_id: str) -> list[int]:
         with self.engine.connect().execution_options(readonly=True) as conn:
             rows = conn.execute(

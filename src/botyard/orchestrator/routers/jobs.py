@@ -11,6 +11,7 @@ from botyard.jobs import JobStatus
 from botyard.orchestrator.auth import Principal
 from botyard.orchestrator.deps import RuntimeDep, ServiceDep, client_of, require
 from botyard.orchestrator.schemas import (
+    BulkRetryOut,
     JobDetail,
     JobIn,
     JobLogs,
@@ -18,6 +19,7 @@ from botyard.orchestrator.schemas import (
     JobPage,
     LogLineOut,
     ResolveIn,
+    RetryFilter,
 )
 from botyard.orchestrator.service import Submission
 from botyard.store.records import JobFilter
@@ -42,6 +44,27 @@ def submit(
     if not created:
         response.status_code = 200
     return JobOut.of(job)
+
+
+@router.post("/retry")
+def retry_failed(
+    request: Request,
+    service: ServiceDep,
+    who: Annotated[Principal, Depends(require("job:retry"))],
+    body: RetryFilter | None = None,
+) -> BulkRetryOut:
+    """Queue every failed job again, or those matching the filter (seed 004)."""
+    chosen = body or RetryFilter()
+    filters = JobFilter(
+        automation=chosen.automation,
+        provider=chosen.provider,
+        queue=chosen.queue,
+        since=chosen.since,
+    )
+    jobs = service.retry_failed(
+        filters, limit=chosen.limit, actor=who.username, client=client_of(request)
+    )
+    return BulkRetryOut(status="success", retried=len(jobs), job_ids=[j.id for j in jobs])
 
 
 @router.get("")
