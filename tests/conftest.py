@@ -19,9 +19,10 @@ from sqlalchemy import make_url
 
 from botyard.bus import Bus, open_bus
 from botyard.store import SqlStore, open_store
+from botyard.store.tables import metadata
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-TABLES = "jobs, attempts, steps, log_lines, evidence, workers, users, audit_events"
+TABLES = ", ".join(table.name for table in metadata.sorted_tables)
 
 
 def _conninfo(url: str) -> str:
