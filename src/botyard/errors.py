@@ -76,3 +76,11 @@ class InvalidToken(AuthError):
 
 class PermissionDenied(AuthError):
     """Not enough permissions"""
+
+
+class RateLimitExceeded(BotyardError):
+    """Too many requests; try again later"""
+
+    def __init__(self, message: str | None = None, *, retry_after: int) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.retry_after = retry_after

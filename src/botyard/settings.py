@@ -177,7 +177,7 @@ class Rate:
         return cls(count, seconds)
 
     def __str__(self) -> str:
-        names = {1: "second", 60: "minute", 3600: "hour", 86400: "day"}
+        names: dict[float, str] = {1: "second", 60: "minute", 3600: "hour", 86400: "day"}
         return f"{self.count}/{names.get(self.seconds, f'{self.seconds:g}s')}"
 
 

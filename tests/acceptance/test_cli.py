@@ -48,6 +48,7 @@ def test_every_command_has_help(system: System) -> None:
         ["db", "upgrade"],
         ["login"],
         ["demo"],
+        ["config"],
     ):
         result = system.run(*command, "--help")
         assert result.returncode == 0, (command, result.stderr)

@@ -6,7 +6,8 @@ import logging
 
 import typer
 
-from botyard.cli import demo, jobs, system, users
+from botyard.cli import config, demo, jobs, system, users
+from botyard.masking import Masker, install_log_masking
 from botyard.version import __version__
 
 app = typer.Typer(
@@ -20,6 +21,7 @@ system.register(app)
 jobs.register(app)
 demo.register(app)
 users.register(app)
+config.register(app)
 
 
 def _version(value: bool) -> None:
@@ -41,6 +43,7 @@ def _root(
     )
     for noisy in ("alembic", "apscheduler", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    install_log_masking(Masker.from_environment())
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from botyard.masking import Masker, install_log_masking
 from botyard.settings import Settings
 
 DataDir = typer.Option(
@@ -32,7 +33,9 @@ def settings_for(data_dir: Path | None, database_url: str | None) -> Settings:
         os.environ["BOTYARD_DATA_DIR"] = str(data_dir)
     if database_url:
         os.environ["DATABASE_URL"] = database_url
-    return Settings()
+    settings = Settings()
+    install_log_masking(Masker.from_settings(settings))  # e.g. a password in --database-url
+    return settings
 
 
 def modules_or_default(modules: list[str] | None, settings: Settings) -> list[str]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 import uvicorn
+from pydantic import ValidationError
 from rich.console import Console
 
 from botyard.cli.options import (
@@ -32,18 +33,29 @@ def server(
     data_dir: Path | None = DataDir,
     database_url: str | None = DatabaseUrl,
 ) -> None:
-    """Run the orchestrator API (port 8620) with its maintenance scheduler."""
+    """Run the orchestrator API (port 8620) with its maintenance scheduler.
+
+    It serves HTTPS (TLS 1.2 or newer) when SSL_CERT_PATH and SSL_KEY_PATH are set.
+    """
+    from botyard.orchestrator import tls
     from botyard.orchestrator.app import create_app
 
-    settings = settings_for(data_dir, database_url)
-    settings.server.automations = modules_or_default(automations, settings)
-    app = create_app(settings)
+    try:
+        settings = settings_for(data_dir, database_url)
+        settings.server.automations = modules_or_default(automations, settings)
+        app = create_app(settings)  # refuses a configuration it must not start with
+        cert, key = settings.tls.cert_path, settings.tls.key_path
+        ssl_factory = tls.uvicorn_factory(tls.server_context(cert, key)) if cert and key else None
+    except (BotyardError, ValidationError) as exc:
+        console.print(str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from exc
     uvicorn.run(
         app,
         host=host or settings.server.host,
         port=port or settings.server.port,
         log_level="warning",
         timeout_graceful_shutdown=10,
+        ssl_context_factory=ssl_factory,
     )
 
 

@@ -8,11 +8,22 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
-from botyard.orchestrator import errors
+from botyard.masking import Masker, install_log_masking
+from botyard.orchestrator import errors, preflight
 from botyard.orchestrator.auth import Authenticator, ensure_admin
 from botyard.orchestrator.limits import BodySizeLimit
-from botyard.orchestrator.routers import health, jobs, processing, scheduler, tokens, workers
+from botyard.orchestrator.ratelimit import RateLimiters
+from botyard.orchestrator.routers import (
+    audit,
+    health,
+    jobs,
+    processing,
+    scheduler,
+    tokens,
+    workers,
+)
 from botyard.orchestrator.scheduler import Maintenance
 from botyard.orchestrator.service import JobService
 from botyard.settings import Settings
@@ -45,6 +56,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     """Build the API. Without a ``runtime`` one is opened from ``settings`` at start-up."""
     settings = settings or (runtime.settings if runtime else Settings())
     owned = runtime is None
+    preflight.check(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -59,6 +71,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             algorithm=settings.auth.jwt_algorithm,
             expiry_minutes=settings.auth.jwt_expiration_minutes,
         )
+        masker = Masker.from_environment()
+        masker.extend(Masker.from_settings(settings, app.state.authenticator.secret))
+        install_log_masking(masker)
         maintenance = Maintenance(service, settings)
         maintenance.start()
         app.state.maintenance = maintenance
@@ -77,6 +92,16 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     )
     errors.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.server.max_body_bytes)
+    app.state.rate_limiters = RateLimiters.from_settings(settings.rate_limits)
+    if settings.cors.origins:  # added last: outermost, so refusals (413, 429) carry it too
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors.origins,
+            allow_credentials=settings.cors.allow_credentials,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Accept"],
+            expose_headers=["Retry-After"],
+        )
     for router in (
         health.router,
         tokens.router,
@@ -84,6 +109,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         workers.router,
         scheduler.router,
         processing.router,
+        audit.router,
     ):
         app.include_router(router)
     return app

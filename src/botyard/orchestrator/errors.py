@@ -20,6 +20,7 @@ from botyard.errors import (
     JobNotFound,
     PayloadInvalid,
     PermissionDenied,
+    RateLimitExceeded,
     UnknownAutomation,
 )
 
@@ -32,6 +33,7 @@ _STATUS: list[tuple[type[BotyardError], int]] = [
     (InvalidToken, 401),
     (PermissionDenied, 403),
     (AuthError, 401),
+    (RateLimitExceeded, 429),
 ]
 
 
@@ -59,6 +61,8 @@ async def _botyard_error(_request: Request, exc: Exception) -> JSONResponse:
         return _respond(422, detail, "ValidationError")
     status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 400)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(exc, RateLimitExceeded):
+        headers = {"Retry-After": str(exc.retry_after)}
     return _respond(status, str(exc), type(exc).__name__, headers)
 
 

@@ -182,3 +182,20 @@ class ProcessingStatusOut(BaseModel):
     counts: dict[str, int]
     throughput: dict[str, Any]
     recent_activity: list[ActivityOut]
+
+
+class AuditEventOut(BaseModel):
+    id: int
+    at: datetime
+    actor: str | None
+    action: str = Field(examples=["login", "login_failed", "job_submitted"])
+    target: str | None = Field(examples=["job:42"])
+    client: str | None
+    details: dict[str, Any]
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEventOut]
+    total: int
+    limit: int
+    offset: int

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, RowMapping, func, select
+from sqlalchemy import Engine, RowMapping, Select, func, select
 from sqlalchemy.exc import IntegrityError
 
 from botyard.errors import BotyardError
@@ -92,9 +92,32 @@ class AuditLog:
                 )
             )
 
-    def recent(self, *, limit: int = 100, offset: int = 0) -> list[AuditRecord]:
+    def recent(
+        self,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        action: str | None = None,
+        actor: str | None = None,
+    ) -> list[AuditRecord]:
+        """Events newest first, optionally only those of one ``action`` and/or ``actor``."""
+        query = _where(select(audit_events), action, actor)
         with self.engine.connect().execution_options(readonly=True) as conn:
             rows = conn.execute(
-                select(audit_events).order_by(audit_events.c.id.desc()).limit(limit).offset(offset)
+                query.order_by(audit_events.c.id.desc()).limit(limit).offset(offset)
             ).mappings()
             return [AuditRecord(**dict(r)) for r in rows]
+
+    def count(self, *, action: str | None = None, actor: str | None = None) -> int:
+        query = _where(select(func.count()).select_from(audit_events), action, actor)
+        with self.engine.connect().execution_options(readonly=True) as conn:
+            total: int = conn.execute(query).scalar_one()
+            return total
+
+
+def _where(query: Select[Any], action: str | None, actor: str | None) -> Select[Any]:
+    if action is not None:
+        query = query.where(audit_events.c.action == action)
+    if actor is not None:
+        query = query.where(audit_events.c.actor == actor)
+    return query

@@ -9,12 +9,20 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from botyard.errors import InvalidCredentials
 from botyard.orchestrator.deps import AuthenticatorDep, RuntimeDep, client_of
+from botyard.orchestrator.ratelimit import rate_limited
 from botyard.orchestrator.schemas import Token
 
 router = APIRouter(tags=["auth"])
 
 
-@router.post("/token", responses={401: {"description": "Incorrect username or password"}})
+@router.post(
+    "/token",
+    dependencies=[Depends(rate_limited("token"))],
+    responses={
+        401: {"description": "Incorrect username or password"},
+        429: {"description": "too many attempts from this address (TOKEN_RATE_LIMIT)"},
+    },
+)
 def token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     auth: AuthenticatorDep,

@@ -1,0 +1,264 @@
+"""Operations API over a real store: rate limits with 429 + Retry-After, CORS, the audit log."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import pytest
+from fastapi import Depends, FastAPI
+from fastapi.testclient import TestClient
+
+from botyard.orchestrator.app import create_app
+from botyard.orchestrator.auth import Role, hash_password
+from botyard.orchestrator.ratelimit import rate_limited
+from botyard.settings import Settings
+
+SECRET = "operations-tests-secret-that-is-long-enough"
+AUTOMATIONS = str(Path(__file__).parents[1] / "acceptance" / "acceptance_automations.py")
+ORIGIN = "https://ops.example.com"
+
+MakeApi = Callable[..., TestClient]
+
+
+@pytest.fixture
+def make_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MakeApi]:
+    """``make_api(store_url=None, **environment)``: a started app, SQLite in tmp_path by default.
+
+    An environment value of ``None`` removes the variable.
+    """
+    with ExitStack() as stack:
+
+        def make(store_url: str | None = None, **environment: str | None) -> TestClient:
+            for name in ("CORS_ORIGINS", "CORS_ALLOW_CREDENTIALS", "DEVELOPMENT_MODE"):
+                monkeypatch.delenv(name, raising=False)
+            variables = {
+                "DATABASE_URL": store_url or f"sqlite:///{tmp_path}/botyard.db",
+                "BOTYARD_DATA_DIR": str(tmp_path),
+                "JWT_SECRET": SECRET,
+                "ADMIN_USERNAME": "admin",
+                "ADMIN_PASSWORD": "admin-password",
+                "BOTYARD_AUTOMATIONS": AUTOMATIONS,
+                **environment,
+            }
+            for name, value in variables.items():
+                if value is None:
+                    monkeypatch.delenv(name, raising=False)
+                else:
+                    monkeypatch.setenv(name, value)
+            client = stack.enter_context(TestClient(create_app(Settings())))
+            return client
+
+        yield make
+
+
+def _token(api: TestClient, username: str, password: str) -> dict[str, str]:
+    answer = api.post("/token", data={"username": username, "password": password})
+    assert answer.status_code == 200, answer.text
+    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+
+
+def _error_shape(body: dict[str, object]) -> None:
+    assert set(body) == {"detail", "error_type", "timestamp"}
+    datetime.fromisoformat(str(body["timestamp"]).replace("Z", "+00:00"))
+
+
+def _from(api: TestClient, host: str) -> TestClient:
+    """Another client address on the same started app (the lifespan ran once, for ``api``)."""
+    return TestClient(api.app, client=(host, 40000))
+
+
+# -- rate limits --------------------------------------------------------------------------
+
+
+def test_token_flood_gets_429_while_the_api_keeps_answering(make_api: MakeApi) -> None:
+    api = make_api(TOKEN_RATE_LIMIT="3/minute")
+    admin = _token(_from(api, "10.0.0.2"), "admin", "admin-password")
+    attacker = _from(api, "10.0.0.1")
+
+    def flood(_: int) -> int:
+        form = {"username": "admin", "password": "guess"}
+        return attacker.post("/token", data=form).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        flooding = pool.map(flood, range(120))
+        # Meanwhile the orchestrator answers everyone else.
+        answers = [api.get("/health").status_code, api.get("/jobs", headers=admin).status_code]
+        statuses = Counter(flooding)
+    assert answers == [200, 200]
+    assert statuses == {401: 3, 429: 117}
+
+    refused = attacker.post("/token", data={"username": "admin", "password": "admin-password"})
+    assert refused.status_code == 429  # even the right password, until the window moves on
+    _error_shape(refused.json())
+    assert refused.json()["error_type"] == "RateLimitExceeded"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert "3/minute" in refused.json()["detail"]
+    # Other addresses, and other endpoints of the attacker's address, are not limited.
+    assert api.get("/jobs", headers=admin).status_code == 200
+    assert attacker.get("/health").status_code == 200
+    _token(_from(api, "10.0.0.3"), "admin", "admin-password")
+    # Refused attempts never reached the password check: only three failures were audited.
+    failed = api.get("/audit", params={"action": "login_failed"}, headers=admin).json()
+    assert failed["total"] == 3
+
+
+def test_a_limit_can_be_turned_off(make_api: MakeApi) -> None:
+    api = make_api(TOKEN_RATE_LIMIT="off")
+    statuses = {
+        api.post("/token", data={"username": "nobody", "password": "x"}).status_code
+        for _ in range(11)  # one more than the default allows
+    }
+    assert statuses == {401}
+
+
+def test_the_reusable_dependency_applies_a_limit_of_its_own(make_api: MakeApi) -> None:
+    api = make_api(TOKEN_RATE_LIMIT="1/minute", DATA_REQUEST_RATE_LIMIT="2/hour")
+    app = api.app
+    assert isinstance(app, FastAPI)
+
+    # The way POST /privacy/data-request takes its limit.
+    @app.post("/privacy/data-request", dependencies=[Depends(rate_limited("data_request"))])
+    def data_request(reference: Annotated[str, Depends(lambda: "DSR-1")]) -> dict[str, str]:
+        return {"reference": reference}
+
+    client = _from(api, "10.0.0.9")
+    answers = [client.post("/privacy/data-request").status_code for _ in range(3)]
+    assert answers == [200, 200, 429]
+    retry_after = int(client.post("/privacy/data-request").headers["Retry-After"])
+    assert 3500 < retry_after <= 3600
+    # The token limit is counted apart: its one attempt is still there.
+    assert client.post("/token", data={"username": "a", "password": "b"}).status_code == 401
+
+
+# -- CORS ---------------------------------------------------------------------------------
+
+
+def test_cors_answers_allowed_origins_only(make_api: MakeApi) -> None:
+    api = make_api(CORS_ORIGINS=f'["{ORIGIN}/", "http://localhost:3000"]', TOKEN_RATE_LIMIT="1/m")
+    preflight = api.options(
+        "/jobs",
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == ORIGIN
+    assert "POST" in preflight.headers["access-control-allow-methods"]
+    assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
+    assert "access-control-allow-credentials" not in preflight.headers
+
+    simple = api.get("/health", headers={"Origin": ORIGIN})
+    assert simple.headers["access-control-allow-origin"] == ORIGIN
+    other = api.get("/health", headers={"Origin": "https://evil.example"})
+    assert other.status_code == 200 and "access-control-allow-origin" not in other.headers
+    refused = api.options(
+        "/jobs",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert refused.status_code == 400
+
+    # Refusals carry the headers too, so a browser app can read the 429 and its Retry-After.
+    form = {"username": "a", "password": "b"}
+    api.post("/token", data=form, headers={"Origin": ORIGIN})
+    limited = api.post("/token", data=form, headers={"Origin": ORIGIN})
+    assert limited.status_code == 429
+    assert limited.headers["access-control-allow-origin"] == ORIGIN
+    assert "retry-after" in limited.headers["access-control-expose-headers"].lower()
+
+
+def test_cors_credentials_when_asked(make_api: MakeApi) -> None:
+    api = make_api(CORS_ORIGINS=ORIGIN, CORS_ALLOW_CREDENTIALS="true")
+    answer = api.get("/health", headers={"Origin": ORIGIN})
+    assert answer.headers["access-control-allow-origin"] == ORIGIN
+    assert answer.headers["access-control-allow-credentials"] == "true"
+
+
+def test_no_cors_headers_by_default(make_api: MakeApi) -> None:
+    api = make_api()
+    answer = api.get("/health", headers={"Origin": ORIGIN})
+    assert "access-control-allow-origin" not in answer.headers
+    assert (
+        api.options(
+            "/jobs", headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST"}
+        ).status_code
+        == 405
+    )
+
+
+# -- audit --------------------------------------------------------------------------------
+
+
+def test_audit_is_for_admins_newest_first_with_filters(make_api: MakeApi, store_url: str) -> None:
+    api = make_api(store_url)
+    users = api.app.state.runtime.store.users  # type: ignore[attr-defined]
+    users.create("olivia", hash_password("operator-pw"), Role.OPERATOR.value)
+    users.create("victor", hash_password("viewer-pw"), Role.VIEWER.value)
+    assert api.post("/token", data={"username": "victor", "password": "nope"}).status_code == 401
+    viewer = _token(api, "victor", "viewer-pw")
+    operator = _token(api, "olivia", "operator-pw")
+    admin = _token(api, "admin", "admin-password")
+
+    assert api.get("/audit").status_code == 401
+    for who in (viewer, operator):
+        denied = api.get("/audit", headers=who)
+        assert denied.status_code == 403
+        _error_shape(denied.json())
+
+    page = api.get("/audit", headers=admin).json()
+    assert [(e["action"], e["actor"]) for e in page["items"]] == [
+        ("login", "admin"),
+        ("login", "olivia"),
+        ("login", "victor"),
+        ("login_failed", "victor"),
+    ]
+    assert page["total"] == 4 and (page["limit"], page["offset"]) == (50, 0)
+    newest = page["items"][0]
+    assert newest["client"] == "testclient" and newest["id"] > page["items"][1]["id"]
+    datetime.fromisoformat(newest["at"])
+
+    failed = api.get("/audit", params={"action": "login_failed"}, headers=admin).json()
+    assert failed["total"] == 1 and [e["actor"] for e in failed["items"]] == ["victor"]
+    victor = api.get("/audit", params={"actor": "victor"}, headers=admin).json()
+    assert [e["action"] for e in victor["items"]] == ["login", "login_failed"]
+    both = api.get("/audit", params={"actor": "victor", "action": "login"}, headers=admin)
+    assert both.json()["total"] == 1
+    second = api.get("/audit", params={"limit": 1, "offset": 1}, headers=admin).json()
+    assert second["total"] == 4 and [e["actor"] for e in second["items"]] == ["olivia"]
+    assert api.get("/audit", params={"limit": 0}, headers=admin).status_code == 422
+
+    job = api.post(
+        "/jobs", json={"automation": "accept.quick", "payload": {"n": 1}}, headers=operator
+    ).json()
+    submitted = api.get("/audit", params={"action": "job_submitted"}, headers=admin).json()
+    assert submitted["items"][0]["target"] == f"job:{job['id']}"
+    assert submitted["items"][0]["actor"] == "olivia"
+    assert "/audit" in api.get("/openapi.json").json()["paths"]
+
+
+# -- secrets in logs ----------------------------------------------------------------------
+
+
+def test_the_app_masks_its_secrets_in_logs(
+    make_api: MakeApi, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    database = f"sqlite:///{tmp_path}/botyard.db"
+    api = make_api(JWT_SECRET=None, BOTYARD_TEST_TOKEN="token-from-the-environment")
+    generated = (tmp_path / "jwt-secret").read_text().strip()  # JWT_SECRET unset: generated
+    log = logging.getLogger("botyard.test.operations")
+    with caplog.at_level(logging.INFO):
+        log.info("signing with %s for %s", generated, "admin-password")
+        log.info(f"token-from-the-environment in {database}")
+    assert [r.getMessage() for r in caplog.records if r.name == log.name] == [
+        "signing with *** for ***",
+        f"*** in {database}",
+    ]
+    assert api.get("/health").status_code == 200

@@ -1,0 +1,88 @@
+"""The sliding window behind the 429s: counts per client, forgets old hits, tells when to retry."""
+
+from __future__ import annotations
+
+import pytest
+
+from botyard.errors import RateLimitExceeded
+from botyard.orchestrator.ratelimit import RateLimiters, SlidingWindow, client_key, rate_limited
+from botyard.settings import Rate, RateLimitSettings
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_window_slides_per_client() -> None:
+    clock = Clock()
+    window = SlidingWindow(Rate(3, 60), clock=clock)
+    for step in range(3):
+        clock.now += step  # hits at 1000, 1001, 1003
+        assert window.hit("10.0.0.1") == 0
+    assert window.hit("10.0.0.1") == pytest.approx(57)  # the first hit leaves at 1060
+    assert window.hit("10.0.0.2") == 0  # another client has its own budget
+    clock.now = 1059.5
+    assert window.hit("10.0.0.1") == pytest.approx(0.5)
+    clock.now = 1060.0
+    assert window.hit("10.0.0.1") == 0  # one slot free again, taken now
+    assert window.hit("10.0.0.1") == pytest.approx(1)  # the next frees at 1061
+
+
+def test_refused_hits_do_not_extend_the_wait() -> None:
+    clock = Clock()
+    window = SlidingWindow(Rate(1, 10), clock=clock)
+    assert window.hit("c") == 0
+    for _ in range(100):
+        clock.now += 0.05
+        assert window.hit("c") > 0
+    clock.now = 1010.0
+    assert window.hit("c") == 0
+
+
+def test_idle_clients_are_forgotten() -> None:
+    clock = Clock()
+    window = SlidingWindow(Rate(2, 60), clock=clock)
+    for n in range(1000):
+        window.hit(f"10.0.{n // 256}.{n % 256}")
+    assert len(window) == 1000
+    clock.now += 61
+    window.hit("10.1.0.1")
+    assert len(window) == 1
+
+
+def test_limiters_raise_with_whole_seconds_to_wait() -> None:
+    limiters = RateLimiters({"token": Rate(1, 0.2), "data_request": None})
+    limiters.check("token", "c")
+    with pytest.raises(RateLimitExceeded) as refused:
+        limiters.check("token", "c")
+    assert refused.value.retry_after == 1  # never 0: "Retry-After: 0" would invite a flood
+    assert "at most 1/0.2s" in str(refused.value)
+    for _ in range(50):
+        limiters.check("data_request", "c")  # off
+
+
+def test_limits_come_from_settings_by_name() -> None:
+    limiters = RateLimiters.from_settings(RateLimitSettings())
+    assert limiters.names == {"token", "data_request"}
+    with pytest.raises(KeyError):
+        limiters.check("nope", "c")
+    with pytest.raises(ValueError, match="no rate limit named 'nope'"):
+        rate_limited("nope")
+
+
+@pytest.mark.parametrize(
+    ("host", "key"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:bbbb::9", "2001:db8:1:2::/64"),  # the same host, another address
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        ("testclient", "testclient"),
+    ],
+)
+def test_client_keys(host: str, key: str) -> None:
+    assert client_key(host) == key
