@@ -143,7 +143,8 @@ def up(
     supervisor = Supervisor(env)
     module_args = [arg for m in modules for arg in ("--automations", m)]
     supervisor.start("orchestrator", ["server", "--port", str(port), *module_args])
-    url = f"http://127.0.0.1:{port}"
+    scheme = "https" if settings.tls.enabled else "http"
+    url = f"{scheme}://127.0.0.1:{port}"
     with interrupts_as_exit():
         try:
             wait_healthy(url, supervisor)
