@@ -9,6 +9,7 @@ from pathlib import Path
 import jwt
 import pytest
 from fastapi.testclient import TestClient
+from tests.api_helpers import assert_error_shape, token
 
 from botyard.orchestrator.app import create_app
 from botyard.orchestrator.auth import Role, hash_password
@@ -33,19 +34,7 @@ def api(store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
         yield client
 
 
-def _token(api: TestClient, username: str, password: str) -> dict[str, str]:
-    answer = api.post("/token", data={"username": username, "password": password})
-    assert answer.status_code == 200, answer.text
-    assert answer.json()["token_type"] == "bearer"
-    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
-
-
-def _error_shape(body: dict[str, object]) -> None:
-    assert set(body) == {"detail", "error_type", "timestamp"}
-    datetime.fromisoformat(str(body["timestamp"]).replace("Z", "+00:00"))
-
-
-def test_health_endpoints_need_no_token(api: TestClient) -> None:
+def test_health_endpoints_need_notoken(api: TestClient) -> None:
     body = api.get("/health").json()
     assert body["status"] == "healthy"
     datetime.fromisoformat(body["timestamp"].replace("Z", "+00:00"))
@@ -59,7 +48,7 @@ def test_wrong_password_is_401_and_audited(api: TestClient) -> None:
     answer = api.post("/token", data={"username": "admin", "password": "nope"})
     assert answer.status_code == 401
     assert answer.json()["detail"] == "Incorrect username or password"
-    _error_shape(answer.json())
+    assert_error_shape(answer.json())
     audit = api.app.state.runtime.store.audit.recent()  # type: ignore[attr-defined]
     assert audit[0].action == "login_failed" and audit[0].actor == "admin"
 
@@ -92,19 +81,19 @@ def test_bad_tokens_are_401(api: TestClient, token: str | None) -> None:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     answer = api.get("/jobs", headers=headers)
     assert answer.status_code == 401
-    _error_shape(answer.json())
+    assert_error_shape(answer.json())
     if token:
         assert answer.json()["detail"] == "Could not validate credentials"
 
 
 def test_viewer_reads_but_cannot_act(api: TestClient) -> None:
-    viewer = _token(api, "victor", "viewer-pw")
+    viewer = token(api, "victor", "viewer-pw")
     assert api.get("/jobs", headers=viewer).status_code == 200
     answer = api.post(
         "/jobs", json={"automation": "accept.quick", "payload": {"n": 1}}, headers=viewer
     )
     assert answer.status_code == 403
-    _error_shape(answer.json())
+    assert_error_shape(answer.json())
     assert api.get("/jobs", headers=viewer).json()["total"] == 0
 
 
@@ -132,24 +121,24 @@ def test_viewer_reads_but_cannot_act(api: TestClient) -> None:
 def test_bad_submissions_are_422_and_create_nothing(
     api: TestClient, body: dict[str, object], loc: list[str]
 ) -> None:
-    operator = _token(api, "olivia", "operator-pw")
+    operator = token(api, "olivia", "operator-pw")
     answer = api.post("/jobs", json=body, headers=operator)
     assert answer.status_code == 422, answer.text
-    _error_shape(answer.json())
+    assert_error_shape(answer.json())
     assert any(e["loc"] == loc for e in answer.json()["detail"]), answer.json()
     assert api.get("/jobs", headers=operator).json()["total"] == 0
 
 
 def test_body_over_one_mebibyte_is_413(api: TestClient) -> None:
-    operator = _token(api, "olivia", "operator-pw")
+    operator = token(api, "olivia", "operator-pw")
     big = {"automation": "accept.quick", "payload": {"n": 1, "blob": "x" * (1024 * 1024)}}
     answer = api.post("/jobs", json=big, headers=operator)
     assert answer.status_code == 413
-    _error_shape(answer.json())
+    assert_error_shape(answer.json())
 
 
 def test_submit_is_idempotent_by_key(api: TestClient) -> None:
-    operator = _token(api, "olivia", "operator-pw")
+    operator = token(api, "olivia", "operator-pw")
     body = {"automation": "accept.quick", "payload": {"n": 1}, "idempotency_key": "order-42"}
     first = api.post("/jobs", json=body, headers=operator)
     again = api.post("/jobs", json={**body, "payload": {"n": 2}}, headers=operator)
@@ -160,7 +149,7 @@ def test_submit_is_idempotent_by_key(api: TestClient) -> None:
 
 
 def test_job_fields_and_defaults_from_the_automation(api: TestClient) -> None:
-    operator = _token(api, "olivia", "operator-pw")
+    operator = token(api, "olivia", "operator-pw")
     job = api.post(
         "/jobs",
         json={
@@ -180,7 +169,7 @@ def test_job_fields_and_defaults_from_the_automation(api: TestClient) -> None:
 
 
 def test_list_filters_and_pagination(api: TestClient) -> None:
-    operator = _token(api, "olivia", "operator-pw")
+    operator = token(api, "olivia", "operator-pw")
     for n in range(5):
         api.post(
             "/jobs", json={"automation": "accept.quick", "payload": {"n": n}}, headers=operator
@@ -207,7 +196,7 @@ def test_list_filters_and_pagination(api: TestClient) -> None:
 
 
 def test_cancel_retry_resolve_rules(api: TestClient) -> None:
-    operator = _token(api, "olivia", "operator-pw")
+    operator = token(api, "olivia", "operator-pw")
     job = api.post(
         "/jobs", json={"automation": "accept.quick", "payload": {"n": 1}}, headers=operator
     ).json()
@@ -224,7 +213,7 @@ def test_cancel_retry_resolve_rules(api: TestClient) -> None:
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     again = api.post(f"/jobs/{job['id']}/cancel", headers=operator)
     assert again.status_code == 409
-    _error_shape(again.json())
+    assert_error_shape(again.json())
     assert api.get("/jobs/999999", headers=operator).status_code == 404
     assert api.get(f"/jobs/{job['id']}/logs", headers=operator).json() == {
         "job_id": job["id"],
@@ -235,7 +224,7 @@ def test_cancel_retry_resolve_rules(api: TestClient) -> None:
 
 
 def test_workers_listing(api: TestClient) -> None:
-    viewer = _token(api, "victor", "viewer-pw")
+    viewer = token(api, "victor", "viewer-pw")
     api.app.state.runtime.store.workers.register(  # type: ignore[attr-defined]
         "w-1",
         hostname="h",

@@ -14,11 +14,14 @@ from typing import Annotated
 import pytest
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
+from tests.api_helpers import assert_error_shape, token
 
+from botyard.jobs import Outcome
 from botyard.orchestrator.app import create_app
 from botyard.orchestrator.auth import Role, hash_password
 from botyard.orchestrator.ratelimit import rate_limited
 from botyard.settings import Settings
+from botyard.store.records import Completion
 
 SECRET = "operations-tests-secret-that-is-long-enough"
 AUTOMATIONS = str(Path(__file__).parents[1] / "acceptance" / "acceptance_automations.py")
@@ -58,17 +61,6 @@ def make_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MakeAp
         yield make
 
 
-def _token(api: TestClient, username: str, password: str) -> dict[str, str]:
-    answer = api.post("/token", data={"username": username, "password": password})
-    assert answer.status_code == 200, answer.text
-    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
-
-
-def _error_shape(body: dict[str, object]) -> None:
-    assert set(body) == {"detail", "error_type", "timestamp"}
-    datetime.fromisoformat(str(body["timestamp"]).replace("Z", "+00:00"))
-
-
 def _from(api: TestClient, host: str) -> TestClient:
     """Another client address on the same started app (the lifespan ran once, for ``api``)."""
     return TestClient(api.app, client=(host, 40000))
@@ -79,7 +71,7 @@ def _from(api: TestClient, host: str) -> TestClient:
 
 def test_token_flood_gets_429_while_the_api_keeps_answering(make_api: MakeApi) -> None:
     api = make_api(TOKEN_RATE_LIMIT="3/minute")
-    admin = _token(_from(api, "10.0.0.2"), "admin", "admin-password")
+    admin = token(_from(api, "10.0.0.2"), "admin", "admin-password")
     attacker = _from(api, "10.0.0.1")
 
     def flood(_: int) -> int:
@@ -96,14 +88,14 @@ def test_token_flood_gets_429_while_the_api_keeps_answering(make_api: MakeApi) -
 
     refused = attacker.post("/token", data={"username": "admin", "password": "admin-password"})
     assert refused.status_code == 429  # even the right password, until the window moves on
-    _error_shape(refused.json())
+    assert_error_shape(refused.json())
     assert refused.json()["error_type"] == "RateLimitExceeded"
     assert 1 <= int(refused.headers["Retry-After"]) <= 60
     assert "3/minute" in refused.json()["detail"]
     # Other addresses, and other endpoints of the attacker's address, are not limited.
     assert api.get("/jobs", headers=admin).status_code == 200
     assert attacker.get("/health").status_code == 200
-    _token(_from(api, "10.0.0.3"), "admin", "admin-password")
+    token(_from(api, "10.0.0.3"), "admin", "admin-password")
     # Refused attempts never reached the password check: only three failures were audited.
     failed = api.get("/audit", params={"action": "login_failed"}, headers=admin).json()
     assert failed["total"] == 3
@@ -203,15 +195,15 @@ def test_audit_is_for_admins_newest_first_with_filters(make_api: MakeApi, store_
     users.create("olivia", hash_password("operator-pw"), Role.OPERATOR.value)
     users.create("victor", hash_password("viewer-pw"), Role.VIEWER.value)
     assert api.post("/token", data={"username": "victor", "password": "nope"}).status_code == 401
-    viewer = _token(api, "victor", "viewer-pw")
-    operator = _token(api, "olivia", "operator-pw")
-    admin = _token(api, "admin", "admin-password")
+    viewer = token(api, "victor", "viewer-pw")
+    operator = token(api, "olivia", "operator-pw")
+    admin = token(api, "admin", "admin-password")
 
     assert api.get("/audit").status_code == 401
     for who in (viewer, operator):
         denied = api.get("/audit", headers=who)
         assert denied.status_code == 403
-        _error_shape(denied.json())
+        assert_error_shape(denied.json())
 
     page = api.get("/audit", headers=admin).json()
     assert [(e["action"], e["actor"]) for e in page["items"]] == [
@@ -262,3 +254,94 @@ def test_the_app_masks_its_secrets_in_logs(
         f"*** in {database}",
     ]
     assert api.get("/health").status_code == 200
+
+
+# -- seed 002's troubleshooting endpoints and seed 004's processing view ---------------------
+
+
+def test_scheduler_endpoints_answer_as_seed_002_shows(make_api: MakeApi, store_url: str) -> None:
+    api = make_api(store_url)
+    status = api.get("/scheduler").json()  # no token needed
+    assert status["running"] is True and status["job_count"] == 5
+    assert [j["id"] for j in status["jobs"]] == [
+        "poll_job_queue",
+        "collect_metrics",
+        "cleanup_old_evidence",
+        "recover_stale_jobs",
+        "poll_worker_job_status",
+    ]
+    first = status["jobs"][0]
+    assert set(first) >= {"id", "function", "trigger", "next_run"}
+    assert first["trigger"] == "interval[0:00:30]" and first["next_run"].endswith("Z")
+    assert status["jobs"][2]["trigger"] == "cron"
+    assert status["leader"] == status["replica"] and status["is_leader"] is True
+
+    admin = token(api, "admin", "admin-password")
+    assert api.post("/process", headers=admin).json() == {"status": "Job processing initiated"}
+    assert api.post("/recover", headers=admin).json() == {"status": "success", "recovered_jobs": 0}
+    assert api.post("/scheduler/reset", headers=admin).json() == {
+        "status": "success",
+        "message": "Scheduler reset and reconfigured successfully",
+        "job_count": 5,
+    }
+    for path in ("/process", "/recover", "/scheduler/reset"):
+        denied = api.post(path, headers={"Authorization": "Bearer invalid_token"})
+        assert denied.status_code == 401
+        assert denied.json()["detail"] == "Could not validate credentials"
+
+
+def test_roles_on_the_operations_endpoints(make_api: MakeApi) -> None:
+    api = make_api()
+    users = api.app.state.runtime.store.users  # type: ignore[attr-defined]
+    users.create("olivia", hash_password("operator-pw"), Role.OPERATOR.value)
+    users.create("victor", hash_password("viewer-pw"), Role.VIEWER.value)
+    operator, viewer = token(api, "olivia", "operator-pw"), token(api, "victor", "viewer-pw")
+    assert api.post("/scheduler/reset", headers=operator).status_code == 403
+    assert api.post("/process", headers=operator).status_code == 200
+    for path in ("/process", "/recover", "/jobs/retry"):
+        answer = api.post(path, headers=viewer)
+        assert answer.status_code == 403
+        assert_error_shape(answer.json())
+    assert api.get("/processing/status", headers=viewer).status_code == 200
+
+
+def test_bulk_retry_and_processing_status(make_api: MakeApi, store_url: str) -> None:
+    api = make_api(store_url)
+    store = api.app.state.runtime.store  # type: ignore[attr-defined]
+    admin = token(api, "admin", "admin-password")
+    ids = [
+        api.post("/jobs", json={"automation": name, "payload": payload}, headers=admin).json()["id"]
+        for name, payload in [
+            ("accept.quick", {"n": 1}),
+            ("accept.quick", {"n": 2}),
+            ("accept.sleepy", {"seconds": 1}),
+        ]
+    ]
+    claimed = store.claim(
+        "w",
+        queues=["default"],
+        automations=["accept.quick", "accept.sleepy"],
+        limit=3,
+        lease_ttl=30,
+    )
+    store.finish(
+        [
+            Completion(c.id, c.attempt, Outcome.BUSINESS_ERROR, c.max_attempts, c.idempotent)
+            for c in claimed
+        ]
+    )
+    status = api.get("/processing/status", headers=admin).json()
+    assert status["counts"]["failed"] == 3
+    assert status["throughput"]["finished"] == 3 and status["throughput"]["by_status"] == {
+        "failed": 3
+    }
+    assert {a["job_id"] for a in status["recent_activity"]} == set(ids)
+
+    only_sleepy = api.post(
+        "/jobs/retry", json={"automation": "accept.sleepy"}, headers=admin
+    ).json()
+    assert only_sleepy == {"status": "success", "retried": 1, "job_ids": [ids[2]]}
+    everything = api.post("/jobs/retry", headers=admin).json()
+    assert everything["retried"] == 2 and everything["job_ids"] == ids[:2]
+    assert api.post("/jobs/retry", json={"request_id": 1}, headers=admin).status_code == 422
+    assert api.get("/processing/status", headers=admin).json()["counts"]["queued"] == 3
