@@ -345,3 +345,41 @@ def test_bulk_retry_and_processing_status(make_api: MakeApi, store_url: str) -> 
     assert everything["retried"] == 2 and everything["job_ids"] == ids[:2]
     assert api.post("/jobs/retry", json={"request_id": 1}, headers=admin).status_code == 422
     assert api.get("/processing/status", headers=admin).json()["counts"]["queued"] == 3
+
+
+def test_status_and_metrics_as_seed_002_shows(make_api: MakeApi, store_url: str) -> None:
+    api = make_api(store_url)
+    runtime = api.app.state.runtime  # type: ignore[attr-defined]
+    status = api.get("/status").json()  # no token needed
+    assert status["status"] == "red" and "no worker online" in status["reasons"]
+    assert status["scheduler"]["running"] is True and status["store"]["ok"] is True
+
+    runtime.store.workers.register(
+        "w-1", hostname="h", mode="pull", pid=1, automations=["accept.quick"],
+        queues=["default"], capacity=4, version="x",
+    )  # fmt: skip
+    admin = token(api, "admin", "admin-password")
+    for n in range(3):
+        api.post("/jobs", json={"automation": "accept.quick", "payload": {"n": n}}, headers=admin)
+    status = api.get("/status").json()
+    assert status["status"] == "green", status["reasons"]
+    assert status["workers"]["online"] == 1 and status["workers"]["capacity"] == 4
+    assert status["queue"] == {"depth": 3, "by_queue": {"default": 3}}
+    assert status["version"] and status["uptime"].count(":") == 2
+
+    api.app.state.maintenance.collect_metrics()  # type: ignore[attr-defined]
+    body = api.get("/metrics").json()
+    assert set(body) == {"metrics", "averages", "current"}
+    point = body["metrics"][0]
+    assert set(point) == {
+        "timestamp",
+        "queued_jobs",
+        "running_jobs",
+        "completed_jobs",
+        "failed_jobs",
+    }
+    assert point["queued_jobs"] == 3 and body["averages"]["queued_jobs"] == 3.0
+    current = body["current"]
+    assert current["status"] == "online" and current["workers"] == {"w-1": "online"}
+    assert (current["queued_jobs"], current["running_jobs"]) == (3, 0)
+    assert set(current) >= {"uptime", "completed_jobs", "failed_jobs", "version"}

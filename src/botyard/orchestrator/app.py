@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from botyard.masking import Masker, install_log_masking
 from botyard.orchestrator import errors, preflight
 from botyard.orchestrator.auth import Authenticator, ensure_admin
+from botyard.orchestrator.health import Clock
 from botyard.orchestrator.limits import BodySizeLimit
 from botyard.orchestrator.ratelimit import RateLimiters
 from botyard.orchestrator.routers import (
@@ -21,6 +22,7 @@ from botyard.orchestrator.routers import (
     jobs,
     processing,
     scheduler,
+    status,
     tokens,
     workers,
 )
@@ -77,6 +79,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         maintenance = Maintenance(service, settings)
         maintenance.start()
         app.state.maintenance = maintenance
+        app.state.clock = Clock()
         try:
             yield
         finally:
@@ -110,6 +113,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         scheduler.router,
         processing.router,
         audit.router,
+        status.router,
     ):
         app.include_router(router)
     return app

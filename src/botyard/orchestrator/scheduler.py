@@ -19,6 +19,7 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
+from botyard.orchestrator.health import stale_after
 from botyard.orchestrator.service import JobService
 from botyard.settings import Settings
 
@@ -211,7 +212,7 @@ class Maintenance:
         return {"rows": rows, "files": files}
 
     def _stale_after(self) -> float:
-        return max(3 * self.settings.worker.heartbeat_interval, self.settings.lease.lease_ttl)
+        return stale_after(self.settings)
 
 
 def _iso(value: datetime | None) -> str | None:

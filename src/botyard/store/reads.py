@@ -176,6 +176,16 @@ class JobReads:
         counts = {s.value: n for s, n in self.counts_by_status().items()}
         return ProcessingStatus(counts=counts, finished_last_hour=last_hour, recent=recent_jobs)
 
+    def queue_depths(self) -> dict[str, int]:
+        """Queued jobs per queue."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(jobs.c.queue, func.count())
+                .where(jobs.c.status == JobStatus.QUEUED.value)
+                .group_by(jobs.c.queue)
+            )
+            return {str(queue): int(count) for queue, count in rows}
+
     def evidence_before(self, cutoff: datetime, *, limit: int = 1000) -> list[EvidenceRecord]:
         with self._read() as conn:
             rows = conn.execute(

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException
 
 from botyard.orchestrator.auth import Principal
 from botyard.orchestrator.deps import RuntimeDep, require
+from botyard.orchestrator.health import stale_after
 from botyard.orchestrator.schemas import WorkerOut
 from botyard.store.workers import Workers
 
@@ -16,13 +17,9 @@ router = APIRouter(prefix="/workers", tags=["workers"])
 Viewer = Annotated[Principal, Depends(require("worker:read"))]
 
 
-def _stale_after(runtime: RuntimeDep) -> float:
-    return max(3 * runtime.settings.worker.heartbeat_interval, runtime.settings.lease.lease_ttl)
-
-
 @router.get("")
 def list_workers(runtime: RuntimeDep, _who: Viewer) -> list[WorkerOut]:
-    now, stale = datetime.now(UTC), _stale_after(runtime)
+    now, stale = datetime.now(UTC), stale_after(runtime.settings)
     return [
         WorkerOut.of(w, online=Workers.is_online(w, now, stale))
         for w in runtime.store.workers.all()
@@ -34,5 +31,5 @@ def get_worker(worker_id: str, runtime: RuntimeDep, _who: Viewer) -> WorkerOut:
     worker = runtime.store.workers.get(worker_id)
     if worker is None:
         raise HTTPException(404, f"worker {worker_id} not found")
-    online = Workers.is_online(worker, datetime.now(UTC), _stale_after(runtime))
+    online = Workers.is_online(worker, datetime.now(UTC), stale_after(runtime.settings))
     return WorkerOut.of(worker, online=online)

@@ -1,0 +1,103 @@
+"""``/status`` (the rollup) and ``/metrics`` (seed 002's JSON: history, averages, current)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from botyard.orchestrator.deps import RuntimeDep
+from botyard.orchestrator.health import (
+    Clock,
+    Level,
+    Snapshot,
+    averages,
+    rollup,
+    stale_after,
+    take_snapshot,
+)
+from botyard.orchestrator.scheduler import Maintenance
+from botyard.version import __version__
+
+router = APIRouter(tags=["health"])
+
+_METRIC_KEYS = ("queued_jobs", "running_jobs", "completed_jobs", "failed_jobs")
+
+
+def _snapshot(request: Request, runtime: RuntimeDep) -> Snapshot:
+    maintenance: Maintenance = request.app.state.maintenance
+    return take_snapshot(
+        runtime.store,
+        stale_after=stale_after(runtime.settings),
+        scheduler_running=bool(maintenance.scheduler.running),
+    )
+
+
+@router.get("/status")
+def status(request: Request, runtime: RuntimeDep) -> dict[str, Any]:
+    """Everything at a glance, with seed 002's green / yellow / red rollup and its reasons."""
+    clock: Clock = request.app.state.clock
+    maintenance: Maintenance = request.app.state.maintenance
+    snap = _snapshot(request, runtime)
+    level, reasons = rollup(snap)
+    scheduler = maintenance.status()
+    return {
+        "status": level.value,
+        "reasons": reasons,
+        "version": __version__,
+        "uptime": clock.uptime(),
+        "store": {"ok": snap.store_ok, "backend": runtime.store.dialect},
+        "redis": {"configured": False},
+        "scheduler": {
+            "running": scheduler["running"],
+            "job_count": scheduler["job_count"],
+            "leader": scheduler["leader"],
+            "replica": scheduler["replica"],
+        },
+        "workers": {
+            "online": snap.workers_online,
+            "total": len(snap.workers),
+            "capacity": snap.capacity,
+            "active": snap.active,
+            "utilisation": round(snap.utilisation, 3),
+        },
+        "queue": {"depth": snap.queue_depth, "by_queue": snap.queues},
+        "jobs": snap.counts,
+        "failure_rate_last_hour": round(snap.failure_rate, 4),
+    }
+
+
+@router.get("/metrics")
+def metrics(request: Request, runtime: RuntimeDep) -> dict[str, Any]:
+    """Seed 002's ``{metrics, averages, current}``; history points come from ``collect_metrics``."""
+    clock: Clock = request.app.state.clock
+    snap = _snapshot(request, runtime)
+    level, _ = rollup(snap)
+    points = (
+        [
+            {
+                "timestamp": p.at.isoformat().replace("+00:00", "Z"),
+                "queued_jobs": p.queued_jobs,
+                "running_jobs": p.running_jobs,
+                "completed_jobs": p.completed_jobs,
+                "failed_jobs": p.failed_jobs,
+            }
+            for p in runtime.store.metrics.history()
+        ]
+        if snap.store_ok
+        else []
+    )
+    return {
+        "metrics": points,
+        "averages": averages(points, _METRIC_KEYS),
+        "current": {
+            "status": "degraded" if level is Level.RED else "online",
+            "uptime": clock.uptime(),
+            "queued_jobs": snap.counts.get("queued", 0),
+            "running_jobs": snap.counts.get("running", 0),
+            "completed_jobs": snap.counts.get("succeeded", 0),
+            "failed_jobs": snap.counts.get("failed", 0),
+            "workers": snap.workers,
+            "version": __version__,
+        },
+    }
