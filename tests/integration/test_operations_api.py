@@ -22,6 +22,7 @@ from botyard.orchestrator.auth import Role, hash_password
 from botyard.orchestrator.ratelimit import rate_limited
 from botyard.settings import Settings
 from botyard.store.records import Completion
+from botyard.store.tables import evidence, utcnow
 
 SECRET = "operations-tests-secret-that-is-long-enough"
 AUTOMATIONS = str(Path(__file__).parents[1] / "acceptance" / "acceptance_automations.py")
@@ -383,3 +384,41 @@ def test_status_and_metrics_as_seed_002_shows(make_api: MakeApi, store_url: str)
     assert current["status"] == "online" and current["workers"] == {"w-1": "online"}
     assert (current["queued_jobs"], current["running_jobs"]) == (3, 0)
     assert set(current) >= {"uptime", "completed_jobs", "failed_jobs", "version"}
+
+
+def test_job_evidence_lists_and_downloads_with_auth(
+    make_api: MakeApi, store_url: str, tmp_path: Path
+) -> None:
+    api = make_api(store_url)
+    store = api.app.state.runtime.store  # type: ignore[attr-defined]
+    admin = token(api, "admin", "admin-password")
+    job_id = api.post(
+        "/jobs", json={"automation": "accept.quick", "payload": {"n": 1}}, headers=admin
+    ).json()["id"]
+    folder = tmp_path / "evidence" / str(job_id) / "1"
+    folder.mkdir(parents=True)
+    (folder / "login.png").write_bytes(b"\x89PNG fake")
+    outside = tmp_path / "secret.txt"
+    outside.write_text("not evidence")
+    with store.engine.begin() as conn:
+        for path, kind in ((folder / "login.png", "image/png"), (outside, "text/plain")):
+            conn.execute(
+                evidence.insert().values(
+                    job_id=job_id, attempt=1, step="logging in", name=path.name, path=str(path),
+                    content_type=kind, size=path.stat().st_size, created_at=utcnow(),
+                )
+            )  # fmt: skip
+    listed = api.get(f"/jobs/{job_id}/screenshots", headers=admin).json()
+    assert listed["job_id"] == job_id
+    first, second = listed["screenshots"]
+    assert (first["name"], first["step"], first["content_type"]) == (
+        "login.png",
+        "logging in",
+        "image/png",
+    )
+    assert api.get(first["url"]).status_code == 401  # the download needs the token too
+    download = api.get(first["url"], headers=admin)
+    assert download.status_code == 200 and download.content == b"\x89PNG fake"
+    assert download.headers["content-type"] == "image/png"
+    assert api.get(second["url"], headers=admin).status_code == 404  # outside the evidence folder
+    assert api.get("/jobs/999/screenshots", headers=admin).status_code == 404

@@ -18,6 +18,7 @@ from botyard.orchestrator.limits import BodySizeLimit
 from botyard.orchestrator.ratelimit import RateLimiters
 from botyard.orchestrator.routers import (
     audit,
+    evidence,
     health,
     jobs,
     processing,
@@ -114,6 +115,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         processing.router,
         audit.router,
         status.router,
+        evidence.router,
     ):
         app.include_router(router)
     return app

@@ -186,6 +186,15 @@ class JobReads:
             )
             return {str(queue): int(count) for queue, count in rows}
 
+    def evidence_item(self, evidence_id: int) -> EvidenceRecord | None:
+        with self._read() as conn:
+            row = (
+                conn.execute(select(evidence).where(evidence.c.id == evidence_id))
+                .mappings()
+                .first()
+            )
+            return EvidenceRecord(**dict(row)) if row else None
+
     def evidence_before(self, cutoff: datetime, *, limit: int = 1000) -> list[EvidenceRecord]:
         with self._read() as conn:
             rows = conn.execute(

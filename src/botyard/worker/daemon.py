@@ -120,7 +120,7 @@ class PullWorker:
                 writer=self.writer,
                 modules=config.modules,
                 scripts=config.scripts,
-                evidence_root=config.data_dir / "evidence",
+                evidence_root=config.data_dir.resolve() / "evidence",
                 max_attempts_cap=cap,
                 on_done=self._on_done,
                 should_run=self._should_run,
