@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -62,6 +62,11 @@ class ProcessingStatus:
     recent: list[JobRecord]
 
 
+def _fields(record: type) -> list[str]:
+    """The columns a record is made of (its dataclass fields, named after the columns)."""
+    return [f.name for f in fields(record)]
+
+
 class JobReads:
     engine: Engine
 
@@ -80,37 +85,19 @@ class JobReads:
             if not detail:
                 return job_record(row)
             attempt_rows = conn.execute(
-                select(attempts).where(attempts.c.job_id == job_id).order_by(attempts.c.number)
+                select(*(attempts.c[f] for f in _fields(AttemptRecord)))
+                .where(attempts.c.job_id == job_id)
+                .order_by(attempts.c.number)
             ).mappings()
             step_rows = conn.execute(
-                select(steps).where(steps.c.job_id == job_id).order_by(steps.c.id)
+                select(*(steps.c[f] for f in _fields(StepRecord)))
+                .where(steps.c.job_id == job_id)
+                .order_by(steps.c.id)
             ).mappings()
             return job_record(
                 row,
-                attempts=[
-                    AttemptRecord(
-                        number=a["number"],
-                        worker_id=a["worker_id"],
-                        outcome=a["outcome"],
-                        error=a["error"],
-                        side_effect=a["side_effect"],
-                        started_at=a["started_at"],
-                        finished_at=a["finished_at"],
-                    )
-                    for a in attempt_rows
-                ],
-                steps=[
-                    StepRecord(
-                        id=s["id"],
-                        attempt=s["attempt"],
-                        name=s["name"],
-                        kind=s["kind"],
-                        status=s["status"],
-                        started_at=s["started_at"],
-                        finished_at=s["finished_at"],
-                    )
-                    for s in step_rows
-                ],
+                attempts=[AttemptRecord(**a) for a in attempt_rows],
+                steps=[StepRecord(**s) for s in step_rows],
             )
 
     def list_jobs(
