@@ -333,6 +333,19 @@ def percentile(values: Sequence[float], p: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
+def reference_loop_ms(iterations: int = 300_000) -> float:
+    """How long a fixed pure-Python loop takes here and now: the machine's speed.
+
+    On a shared virtual machine it moves by up to 2x over minutes, and every figure moves with
+    it; runs are only comparable when this figure is close.
+    """
+    began = time.perf_counter()
+    total = 0
+    for i in range(iterations):
+        total += i * i % 7
+    return (time.perf_counter() - began) * 1000
+
+
 def postgres_cpu_seconds() -> float:
     """CPU time of every PostgreSQL server process on this machine (0 when none is visible)."""
     total = 0.0

@@ -26,7 +26,7 @@ if __package__ in (None, ""):  # ``python bench/run.py``
 from rich.console import Console
 from rich.table import Table
 
-from bench.harness import DEFAULT_PG_ADMIN_URL, fresh_target, machine
+from bench.harness import DEFAULT_PG_ADMIN_URL, fresh_target, machine, reference_loop_ms
 from bench.workloads import WORKLOADS, Context, PySpy, Sizes
 
 BACKENDS = ("sqlite", "postgres")
@@ -77,13 +77,16 @@ def main(argv: list[str] | None = None) -> int:
                 with fresh_target(backend, args.pg_url) as target:
                     observers = [PySpy(args.py_spy)] if args.py_spy and name == "w1" else []
                     ctx = Context(target, sizes, log_dir, observers=observers)
+                    before = reference_loop_ms()
                     began = time.perf_counter()
                     figures = WORKLOADS[name](ctx)
                     took = time.perf_counter() - began
+                    figures["ref_loop_ms"] = (before + reference_loop_ms()) / 2
                 results[backend][name].append(figures)
                 console.print(
                     f"{NAMES[backend]:<10} {name} run {run + 1}/{args.repeat} "
-                    f"({took:.1f}s): {_brief(name, figures)}",
+                    f"({took:.1f}s): {_brief(name, figures)}; "
+                    f"reference loop {figures['ref_loop_ms']:.1f} ms",
                     style="dim",
                 )
 
@@ -109,7 +112,7 @@ def median(runs: list[dict[str, Any]], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
 
-# (label, workload, key, format, target per backend: (comparison, bound))
+# (label, workload ("" = all), key, format, target per backend: (comparison, bound))
 Row = tuple[str, str, str, Callable[[float], str], dict[str, tuple[str, float]]]
 
 
@@ -143,7 +146,15 @@ def _rows(sizes: Sizes) -> list[Row]:
             sec,
             {"postgres": ("<=", sizes.w3_ideal * 1.05)},
         ),
+        ("Reference loop, ms (machine speed)", "", "ref_loop_ms", ms, {}),
     ]
+
+
+def _runs(per_workload: dict[str, list[dict[str, Any]]], workload: str) -> list[dict[str, Any]]:
+    """One workload's runs; every run of every workload for ``""``."""
+    if workload:
+        return per_workload.get(workload) or []
+    return [run for runs in per_workload.values() for run in runs]
 
 
 def summary_table(results: Results, sizes: Sizes, repeat: int) -> Table:
@@ -154,11 +165,11 @@ def summary_table(results: Results, sizes: Sizes, repeat: int) -> Table:
         table.add_column(NAMES[b], justify="right")
     table.add_column("Target", justify="right")
     for label, workload, key, fmt, targets in _rows(sizes):
-        if not any(results[b].get(workload) for b in backends):
+        if not any(_runs(results[b], workload) for b in backends):
             continue
         cells = []
         for b in backends:
-            runs = results[b].get(workload) or []
+            runs = _runs(results[b], workload)
             if not runs:
                 cells.append("n/a")
                 continue
