@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from fastapi.testclient import TestClient
+
+#: ``make_api(store_url=None, **environment)`` (the fixture of tests/integration/conftest.py)
+MakeApi = Callable[..., TestClient]
 
 
 def token(api: TestClient, username: str, password: str) -> dict[str, str]:

@@ -59,6 +59,25 @@ class LeaseLost(JobError):
     """The attempt no longer holds the job: another attempt or a person has taken it over."""
 
 
+# -- privacy ---------------------------------------------------------------
+
+
+class PrivacyError(BotyardError):
+    """A data-subject request could not be handled."""
+
+
+class PrivacyRequestNotFound(PrivacyError):
+    """No data-subject request has this reference."""
+
+
+class PrivacyRequestClosed(PrivacyError):
+    """The data-subject request is closed already."""
+
+
+class SubjectHasActiveJobs(PrivacyError):
+    """Queued or running jobs refer to the subject; cancel them or let them finish first."""
+
+
 # -- auth ------------------------------------------------------------------
 
 

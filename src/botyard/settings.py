@@ -237,6 +237,17 @@ class TlsSettings(BaseSettings):
         return self.cert_path is not None or self.key_path is not None
 
 
+class PrivacySettings(BaseSettings):
+    """What the privacy notice (POPIA) names."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    data_protection_contact: str | None = Field(
+        default=None, validation_alias="DATA_PROTECTION_CONTACT"
+    )
+    organisation: str | None = Field(default=None, validation_alias="DATA_PROTECTION_ORGANISATION")
+
+
 class Settings(BaseSettings):
     """Every concern's settings, read once at the composition root and passed in."""
 
@@ -251,3 +262,4 @@ class Settings(BaseSettings):
     tls: TlsSettings = Field(default_factory=TlsSettings)
     cors: CorsSettings = Field(default_factory=CorsSettings)
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)

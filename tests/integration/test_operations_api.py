@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -14,52 +12,15 @@ from typing import Annotated
 import pytest
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
-from tests.api_helpers import assert_error_shape, token
+from tests.api_helpers import MakeApi, assert_error_shape, token
 
 from botyard.jobs import Outcome
-from botyard.orchestrator.app import create_app
 from botyard.orchestrator.auth import Role, hash_password
 from botyard.orchestrator.ratelimit import rate_limited
-from botyard.settings import Settings
 from botyard.store.records import Completion
 from botyard.store.tables import evidence, utcnow
 
-SECRET = "operations-tests-secret-that-is-long-enough"
-AUTOMATIONS = str(Path(__file__).parents[1] / "acceptance" / "acceptance_automations.py")
 ORIGIN = "https://ops.example.com"
-
-MakeApi = Callable[..., TestClient]
-
-
-@pytest.fixture
-def make_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MakeApi]:
-    """``make_api(store_url=None, **environment)``: a started app, SQLite in tmp_path by default.
-
-    An environment value of ``None`` removes the variable.
-    """
-    with ExitStack() as stack:
-
-        def make(store_url: str | None = None, **environment: str | None) -> TestClient:
-            for name in ("CORS_ORIGINS", "CORS_ALLOW_CREDENTIALS", "DEVELOPMENT_MODE"):
-                monkeypatch.delenv(name, raising=False)
-            variables = {
-                "DATABASE_URL": store_url or f"sqlite:///{tmp_path}/botyard.db",
-                "BOTYARD_DATA_DIR": str(tmp_path),
-                "JWT_SECRET": SECRET,
-                "ADMIN_USERNAME": "admin",
-                "ADMIN_PASSWORD": "admin-password",
-                "BOTYARD_AUTOMATIONS": AUTOMATIONS,
-                **environment,
-            }
-            for name, value in variables.items():
-                if value is None:
-                    monkeypatch.delenv(name, raising=False)
-                else:
-                    monkeypatch.setenv(name, value)
-            client = stack.enter_context(TestClient(create_app(Settings())))
-            return client
-
-        yield make
 
 
 def _from(api: TestClient, host: str) -> TestClient:

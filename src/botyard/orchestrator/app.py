@@ -21,6 +21,7 @@ from botyard.orchestrator.routers import (
     evidence,
     health,
     jobs,
+    privacy,
     processing,
     scheduler,
     status,
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         audit.router,
         status.router,
         evidence.router,
+        privacy.router,
     ):
         app.include_router(router)
     return app

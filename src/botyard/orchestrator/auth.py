@@ -30,7 +30,9 @@ _OPERATE = _VIEW | {"job:create", "job:cancel", "job:retry", "job:resolve", "que
 PERMISSIONS: dict[Role, frozenset[str]] = {
     Role.VIEWER: frozenset(_VIEW),
     Role.OPERATOR: frozenset(_OPERATE),
-    Role.ADMIN: frozenset(_OPERATE | {"user:manage", "audit:read", "scheduler:manage"}),
+    Role.ADMIN: frozenset(
+        _OPERATE | {"user:manage", "audit:read", "scheduler:manage", "privacy:manage"}
+    ),
 }
 
 

@@ -20,7 +20,10 @@ from botyard.errors import (
     JobNotFound,
     PayloadInvalid,
     PermissionDenied,
+    PrivacyRequestClosed,
+    PrivacyRequestNotFound,
     RateLimitExceeded,
+    SubjectHasActiveJobs,
     UnknownAutomation,
 )
 
@@ -29,6 +32,9 @@ log = logging.getLogger("botyard.api")
 _STATUS: list[tuple[type[BotyardError], int]] = [
     (JobNotFound, 404),
     (InvalidTransition, 409),
+    (PrivacyRequestNotFound, 404),
+    (PrivacyRequestClosed, 409),
+    (SubjectHasActiveJobs, 409),
     (InvalidCredentials, 401),
     (InvalidToken, 401),
     (PermissionDenied, 403),

@@ -75,8 +75,8 @@ def _statements() -> tuple[Any, Any]:
         .cte("moved")
     )
     opened = insert(attempts).from_select(
-        ["job_id", "number", "worker_id", "started_at"],
-        select(moved.c.id, moved.c.attempt, worker, now),
+        ["job_id", "number", "worker_id", "started_at", "ready_at"],
+        select(moved.c.id, moved.c.attempt, worker, now, moved.c.not_before),
     )
     postgres = select(moved).add_cte(opened.cte("opened"))
     # SQLite: BEGIN IMMEDIATE already excludes every other writer.
@@ -124,6 +124,7 @@ def claim(
                         "number": r["attempt"],
                         "worker_id": worker_id,
                         "started_at": now,
+                        "ready_at": r["not_before"],
                     }
                     for r in rows
                 ],

@@ -32,6 +32,7 @@ from botyard.store.completions import Closing, close
 from botyard.store.engine import build_engine, upgrade
 from botyard.store.leases import Leases
 from botyard.store.maintenance import MaintenanceLog, MetricsHistory
+from botyard.store.privacy import PrivacyRequests
 from botyard.store.reads import JobReads, job_record, where_matching
 from botyard.store.records import (
     Activity,
@@ -59,6 +60,7 @@ class SqlStore(JobReads):
         self.leases = Leases(engine)
         self.maintenance = MaintenanceLog(engine)
         self.metrics = MetricsHistory(engine)
+        self.privacy = PrivacyRequests(engine)
 
     @property
     def is_postgres(self) -> bool:
@@ -88,7 +90,8 @@ class SqlStore(JobReads):
             "idempotent": new.idempotent,
             "attempt": 0,
             "attempt_base": 0,
-            "not_before": new.not_before or now,
+            # A moment in the past means "now": not_before is when the job became runnable.
+            "not_before": max(new.not_before, now) if new.not_before else now,
             "created_by": new.created_by,
             "created_at": now,
             "updated_at": now,

@@ -118,6 +118,8 @@ attempts = Table(
     Column("side_effect", String(200)),
     Column("started_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime),
+    # When the job became runnable for this attempt (its not_before): dispatch latency.
+    Column("ready_at", UTCDateTime),
     UniqueConstraint("job_id", "number", name="uq_attempts_job_number"),
 )
 
@@ -241,6 +243,24 @@ metrics_samples = Table(
     Column("workers_online", Integer, nullable=False),
 )
 Index("ix_metrics_samples_at", metrics_samples.c.at)
+
+privacy_requests = Table(
+    "privacy_requests",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("reference", String(40), nullable=False, unique=True),
+    Column("kind", String(20), nullable=False),  # access | correction | deletion
+    Column("subject", String(200), nullable=False),  # the identifier the request is about
+    Column("contact", String(320), nullable=False),
+    Column("details", Text),
+    Column("status", String(20), nullable=False),  # received | fulfilled | rejected
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("closed_at", UTCDateTime),
+    Column("closed_by", String(150)),
+    Column("note", Text),
+    Column("outcome", Json),  # counts of what was exported, redacted or deleted
+)
+Index("ix_privacy_requests_status", privacy_requests.c.status, privacy_requests.c.id)
 
 
 def utcnow() -> datetime:
