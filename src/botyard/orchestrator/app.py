@@ -13,8 +13,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from botyard.masking import Masker, install_log_masking
 from botyard.orchestrator import errors, preflight
 from botyard.orchestrator.auth import Authenticator, ensure_admin
-from botyard.orchestrator.health import Clock
+from botyard.orchestrator.health import Clock, stale_after, take_snapshot
 from botyard.orchestrator.limits import BodySizeLimit
+from botyard.orchestrator.prometheus import StoreCollector, registry_for
 from botyard.orchestrator.ratelimit import RateLimiters
 from botyard.orchestrator.routers import (
     audit,
@@ -82,6 +83,16 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         maintenance.start()
         app.state.maintenance = maintenance
         app.state.clock = Clock()
+        app.state.prometheus = registry_for(
+            StoreCollector(
+                rt.store.figures,
+                lambda: take_snapshot(
+                    rt.store,
+                    stale_after=stale_after(settings),
+                    scheduler_running=bool(maintenance.scheduler.running),
+                ),
+            )
+        )
         try:
             yield
         finally:

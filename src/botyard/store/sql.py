@@ -30,6 +30,7 @@ from botyard.store import claims
 from botyard.store.accounts import AuditLog, Users
 from botyard.store.completions import Closing, close
 from botyard.store.engine import build_engine, upgrade
+from botyard.store.figures import Figures
 from botyard.store.leases import Leases
 from botyard.store.maintenance import MaintenanceLog, MetricsHistory
 from botyard.store.privacy import PrivacyRequests
@@ -61,6 +62,7 @@ class SqlStore(JobReads):
         self.maintenance = MaintenanceLog(engine)
         self.metrics = MetricsHistory(engine)
         self.privacy = PrivacyRequests(engine)
+        self.figures = Figures(engine)
 
     @property
     def is_postgres(self) -> bool:

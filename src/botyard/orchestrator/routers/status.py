@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry
 
 from botyard.orchestrator.deps import RuntimeDep
 from botyard.orchestrator.health import (
@@ -16,6 +18,7 @@ from botyard.orchestrator.health import (
     stale_after,
     take_snapshot,
 )
+from botyard.orchestrator.prometheus import render, wants_prometheus
 from botyard.orchestrator.scheduler import Maintenance
 from botyard.version import __version__
 
@@ -67,9 +70,42 @@ def status(request: Request, runtime: RuntimeDep) -> dict[str, Any]:
     }
 
 
-@router.get("/metrics")
-def metrics(request: Request, runtime: RuntimeDep) -> dict[str, Any]:
-    """Seed 002's ``{metrics, averages, current}``; history points come from ``collect_metrics``."""
+_EXPOSITION = {
+    "prometheus": "text/plain; version=0.0.4",
+    "openmetrics": "application/openmetrics-text; version=1.0.0",
+}
+
+
+@router.get(
+    "/metrics",
+    response_model=None,
+    responses={
+        200: {
+            "description": "JSON by default; the Prometheus text format or OpenMetrics when the"
+            " Accept header asks for it (as Prometheus does) or with ?format=",
+            "content": {
+                "application/json": {},
+                "text/plain": {},
+                "application/openmetrics-text": {},
+            },
+        }
+    },
+)
+def metrics(
+    request: Request,
+    runtime: RuntimeDep,
+    format: Annotated[Literal["json", "prometheus", "openmetrics"] | None, Query()] = None,
+) -> Response:
+    """Seed 002's ``{metrics, averages, current}``, or the Prometheus exposition of the store."""
+    accept = request.headers.get("accept", "")
+    if format in _EXPOSITION or (format is None and wants_prometheus(accept)):
+        registry: CollectorRegistry = request.app.state.prometheus
+        body, content_type = render(registry, _EXPOSITION.get(format or "", accept))
+        return Response(body, media_type=content_type)
+    return JSONResponse(_metrics_json(request, runtime))
+
+
+def _metrics_json(request: Request, runtime: RuntimeDep) -> dict[str, Any]:
     clock: Clock = request.app.state.clock
     snap = _snapshot(request, runtime)
     level, _ = rollup(snap)
