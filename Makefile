@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench up
+.PHONY: demo test lint bench bench-http up
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,3 +27,6 @@ test: lint  ## lint, type-check, then the whole suite (SQLite and PostgreSQL)
 
 bench: $(BIN)/.installed  ## W1/W2/W3 on SQLite and PostgreSQL, median of 3
 	$(BIN)/python -m bench.run --backend all --repeat 3
+
+bench-http: $(BIN)/.installed  ## one orchestrator process under wrk (apt-get install wrk), both stores
+	$(BIN)/python -m bench.http_load --backend all

@@ -134,6 +134,7 @@ class ServerSettings(BaseSettings):
     port: int = Field(default=8620, ge=1, le=65535)
     automations: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = 1024 * 1024
+    api_threads: int = Field(default=8, ge=1, le=256)  # threads serving the sync endpoints
 
     @field_validator("automations", mode="before")
     @classmethod

@@ -7,6 +7,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
@@ -65,7 +66,12 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        rt = runtime or open_runtime(settings)
+        # Sync endpoints run in anyio's thread pool. Its default of 40 threads makes every
+        # thread wait for the GIL after each database call and overflows the connection pool
+        # (connections opened and closed per request); a small pool serves more (docs/benchmarks).
+        threads = settings.server.api_threads
+        anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+        rt = runtime or open_runtime(settings, pool_size=threads + 4)
         bootstrap_admin(rt)
         service = JobService(rt.store, rt.bus, rt.registry)
         app.state.runtime = rt

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -13,6 +14,7 @@ from pwdlib.hashers.bcrypt import BcryptHasher
 
 from botyard.errors import InvalidCredentials, InvalidToken, PermissionDenied
 from botyard.store.accounts import Users
+from botyard.store.records import UserRecord
 
 _hasher = PasswordHash((BcryptHasher(rounds=12),))
 # Verifying against this when the user does not exist keeps the answer time the same.
@@ -53,11 +55,28 @@ def check_permission(principal: Principal, permission: str) -> None:
 
 
 class Authenticator:
-    def __init__(self, users: Users, *, secret: str, algorithm: str, expiry_minutes: int) -> None:
+    """Logs users in and verifies their tokens.
+
+    A verified token's user is read from the store at most every ``user_ttl`` seconds per
+    process, so a disabled or demoted user loses their rights within that time, and a request
+    costs no database read for its identity.
+    """
+
+    def __init__(
+        self,
+        users: Users,
+        *,
+        secret: str,
+        algorithm: str,
+        expiry_minutes: int,
+        user_ttl: float = 5.0,
+    ) -> None:
         self.users = users
         self.secret = secret
         self.algorithm = algorithm
         self.expiry = timedelta(minutes=expiry_minutes)
+        self.user_ttl = user_ttl
+        self._known: dict[str, tuple[float, UserRecord | None]] = {}
 
     def login(self, username: str, password: str) -> Principal:
         user = self.users.get(username)
@@ -83,11 +102,22 @@ class Authenticator:
             role = Role(claims["role"])
         except (jwt.PyJWTError, ValueError):
             raise InvalidToken() from None
-        user = self.users.get(claims["sub"])
+        user = self._user(claims["sub"])
         if user is None or user.disabled:
             raise InvalidToken()
         del role  # the stored role wins: a demoted user loses rights before the token expires
         return Principal(user.username, Role(user.role))
+
+    def _user(self, username: str) -> UserRecord | None:
+        now = time.monotonic()
+        known = self._known.get(username)
+        if known is not None and known[0] > now:
+            return known[1]
+        user = self.users.get(username)
+        if len(self._known) > 10_000:  # tokens of many users: start over rather than grow
+            self._known.clear()
+        self._known[username] = (now + self.user_ttl, user)
+        return user
 
 
 def ensure_admin(users: Users, username: str, password: str | None) -> str | None:

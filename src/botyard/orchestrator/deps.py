@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -16,17 +16,17 @@ from botyard.wiring import Runtime
 _bearer = OAuth2PasswordBearer(tokenUrl="/token", auto_error=False)
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
-def get_service(request: Request) -> JobService:
+async def get_service(request: Request) -> JobService:
     service: JobService = request.app.state.service
     return service
 
 
-def get_authenticator(request: Request) -> Authenticator:
+async def get_authenticator(request: Request) -> Authenticator:
     auth: Authenticator = request.app.state.authenticator
     return auth
 
@@ -36,7 +36,10 @@ ServiceDep = Annotated[JobService, Depends(get_service)]
 AuthenticatorDep = Annotated[Authenticator, Depends(get_authenticator)]
 
 
-def current_principal(
+# The dependencies are coroutines: a plain ``def`` would cost a thread-pool hop per request each.
+
+
+async def current_principal(
     auth: AuthenticatorDep, token: Annotated[str | None, Depends(_bearer)]
 ) -> Principal:
     if not token:
@@ -44,10 +47,10 @@ def current_principal(
     return auth.verify(token)
 
 
-def require(permission: str) -> Callable[[Principal], Principal]:
+def require(permission: str) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency that lets the call through only with ``permission`` ("resource:action")."""
 
-    def dependency(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    async def dependency(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
         check_permission(principal, permission)
         return principal
 

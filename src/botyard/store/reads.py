@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, RowMapping, and_, func, select
+from sqlalchemy import Connection, Engine, RowMapping, and_, bindparam, func, select
 
 from botyard.errors import JobNotFound
 from botyard.jobs import JobStatus
@@ -67,6 +67,20 @@ def _fields(record: type) -> list[str]:
     return [f.name for f in fields(record)]
 
 
+# Built once: building a statement per call costs more than running it on a small table.
+_JOB_BY_ID = select(jobs).where(jobs.c.id == bindparam("job_id"))
+_ATTEMPTS_OF_JOB = (
+    select(*(attempts.c[f] for f in _fields(AttemptRecord)))
+    .where(attempts.c.job_id == bindparam("job_id"))
+    .order_by(attempts.c.number)
+)
+_STEPS_OF_JOB = (
+    select(*(steps.c[f] for f in _fields(StepRecord)))
+    .where(steps.c.job_id == bindparam("job_id"))
+    .order_by(steps.c.id)
+)
+
+
 class JobReads:
     engine: Engine
 
@@ -74,7 +88,7 @@ class JobReads:
         return self.engine.connect().execution_options(readonly=True)
 
     def _get_row(self, conn: Connection, job_id: int) -> RowMapping:
-        row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
+        row = conn.execute(_JOB_BY_ID, {"job_id": job_id}).mappings().first()
         if row is None:
             raise JobNotFound(f"job {job_id} not found", job_id=job_id)
         return row
@@ -84,16 +98,8 @@ class JobReads:
             row = self._get_row(conn, job_id)
             if not detail:
                 return job_record(row)
-            attempt_rows = conn.execute(
-                select(*(attempts.c[f] for f in _fields(AttemptRecord)))
-                .where(attempts.c.job_id == job_id)
-                .order_by(attempts.c.number)
-            ).mappings()
-            step_rows = conn.execute(
-                select(*(steps.c[f] for f in _fields(StepRecord)))
-                .where(steps.c.job_id == job_id)
-                .order_by(steps.c.id)
-            ).mappings()
+            attempt_rows = conn.execute(_ATTEMPTS_OF_JOB, {"job_id": job_id}).mappings()
+            step_rows = conn.execute(_STEPS_OF_JOB, {"job_id": job_id}).mappings()
             return job_record(
                 row,
                 attempts=[AttemptRecord(**a) for a in attempt_rows],

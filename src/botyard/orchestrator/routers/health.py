@@ -19,12 +19,12 @@ def _now() -> str:
 
 
 @router.get("/health")
-def health() -> Health:
+async def health() -> Health:
     return Health(status="healthy", timestamp=_now())
 
 
 @router.get("/health/live")
-def live() -> Health:
+async def live() -> Health:
     return Health(status="alive", timestamp=_now())
 
 
