@@ -78,6 +78,29 @@ class SubjectHasActiveJobs(PrivacyError):
     """Queued or running jobs refer to the subject; cancel them or let them finish first."""
 
 
+# -- standby worker -----------------------------------------------------------
+
+
+class StandbyError(BotyardError):
+    """The standby task server could not take the task."""
+
+
+class TaskRejected(StandbyError):
+    """The task is invalid."""
+
+
+class UnsafeUrl(TaskRejected):
+    """The script URL is not a public https address."""
+
+
+class TaskBusy(StandbyError):
+    """A task is already executing"""
+
+
+class DownloadFailed(StandbyError):
+    """The script could not be downloaded."""
+
+
 # -- auth ------------------------------------------------------------------
 
 

@@ -249,6 +249,27 @@ class PrivacySettings(BaseSettings):
     organisation: str | None = Field(default=None, validation_alias="DATA_PROTECTION_ORGANISATION")
 
 
+class StandbySettings(BaseSettings):
+    """The one-shot task server (seed 000's variable names)."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    host: str = Field(default="127.0.0.1", validation_alias="TASK_SERVER_HOST")
+    port: int = Field(default=8080, ge=1, le=65535, validation_alias="TASK_SERVER_PORT")
+    auth_token: SecretStr | None = Field(default=None, validation_alias="TASK_AUTH_TOKEN")
+    timeout: float = Field(default=3600.0, gt=0, validation_alias="WORKER_TIMEOUT")
+    allow_private_urls: bool = Field(default=False, validation_alias="STANDBY_ALLOW_PRIVATE_URLS")
+    ca_bundle: Path | None = Field(default=None, validation_alias="STANDBY_CA_BUNDLE")
+    download_timeout: float = Field(default=30.0, gt=0, validation_alias="STANDBY_DOWNLOAD_TIMEOUT")
+    max_script_bytes: int = 5 * 1024 * 1024
+    max_payload_bytes: int = 1024 * 1024
+
+    @field_validator("auth_token", "ca_bundle", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+
 class Settings(BaseSettings):
     """Every concern's settings, read once at the composition root and passed in."""
 
@@ -264,3 +285,4 @@ class Settings(BaseSettings):
     cors: CorsSettings = Field(default_factory=CorsSettings)
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    standby: StandbySettings = Field(default_factory=StandbySettings)

@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from botyard.cli import config, demo, jobs, system, users
+from botyard.cli import config, demo, jobs, standby, system, users
 from botyard.masking import Masker, install_log_masking
 from botyard.version import __version__
 
@@ -22,6 +22,7 @@ jobs.register(app)
 demo.register(app)
 users.register(app)
 config.register(app)
+standby.register(app)
 
 
 def _version(value: bool) -> None:
