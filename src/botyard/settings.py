@@ -249,6 +249,36 @@ class PrivacySettings(BaseSettings):
     organisation: str | None = Field(default=None, validation_alias="DATA_PROTECTION_ORGANISATION")
 
 
+class AgentSettings(BaseSettings):
+    """Agent workers (seed 002's worker service) and the orchestrator's side of pushing to them."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    host: str = Field(default="127.0.0.1", validation_alias="BOTYARD_AGENT_HOST")
+    port: int = Field(default=8621, ge=1, le=65535, validation_alias="BOTYARD_AGENT_PORT")
+    # The URL the orchestrator uses for this agent (default http://<hostname>:<port>).
+    url: str | None = Field(default=None, validation_alias="BOTYARD_AGENT_URL")
+    token: SecretStr | None = Field(default=None, validation_alias="BOTYARD_AGENT_TOKEN")
+    authorized_ips: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="AUTHORIZED_WORKER_IPS"
+    )
+    # The orchestrator: agents to find at start-up and at every poll_worker_job_status.
+    endpoints: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="WORKER_ENDPOINTS"
+    )
+    request_timeout: float = Field(default=5.0, gt=0, validation_alias="BOTYARD_AGENT_TIMEOUT")
+
+    @field_validator("authorized_ips", "endpoints", mode="before")
+    @classmethod
+    def _lists(cls, value: object) -> object:
+        return _split_list(value)
+
+    @field_validator("token", "url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+
 class StandbySettings(BaseSettings):
     """The one-shot task server (seed 000's variable names)."""
 
@@ -286,3 +316,4 @@ class Settings(BaseSettings):
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     standby: StandbySettings = Field(default_factory=StandbySettings)
+    agent: AgentSettings = Field(default_factory=AgentSettings)

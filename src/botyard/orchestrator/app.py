@@ -14,6 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from botyard.masking import Masker, install_log_masking
 from botyard.orchestrator import errors, preflight
 from botyard.orchestrator.auth import Authenticator, ensure_admin
+from botyard.orchestrator.dispatch import AgentDispatcher
 from botyard.orchestrator.health import Clock, stale_after, take_snapshot
 from botyard.orchestrator.limits import BodySizeLimit
 from botyard.orchestrator.prometheus import StoreCollector, registry_for
@@ -85,7 +86,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         masker = Masker.from_environment()
         masker.extend(Masker.from_settings(settings, app.state.authenticator.secret))
         install_log_masking(masker)
-        maintenance = Maintenance(service, settings)
+        dispatcher = AgentDispatcher(rt.store, rt.bus, settings)
+        dispatcher.start()
+        app.state.dispatcher = dispatcher
+        maintenance = Maintenance(service, settings, dispatcher)
         maintenance.start()
         app.state.maintenance = maintenance
         app.state.clock = Clock()
@@ -103,6 +107,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             yield
         finally:
             maintenance.shutdown()
+            dispatcher.stop()
             if owned:
                 rt.close()
 

@@ -33,7 +33,8 @@ PERMISSIONS: dict[Role, frozenset[str]] = {
     Role.VIEWER: frozenset(_VIEW),
     Role.OPERATOR: frozenset(_OPERATE),
     Role.ADMIN: frozenset(
-        _OPERATE | {"user:manage", "audit:read", "scheduler:manage", "privacy:manage"}
+        _OPERATE
+        | {"user:manage", "audit:read", "scheduler:manage", "privacy:manage", "worker:manage"}
     ),
 }
 

@@ -19,6 +19,7 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
+from botyard.orchestrator.dispatch import AgentDispatcher
 from botyard.orchestrator.health import stale_after
 from botyard.orchestrator.service import JobService
 from botyard.settings import Settings
@@ -36,8 +37,11 @@ JOBS = (
 
 
 class Maintenance:
-    def __init__(self, service: JobService, settings: Settings) -> None:
+    def __init__(
+        self, service: JobService, settings: Settings, dispatcher: AgentDispatcher | None = None
+    ) -> None:
         self.service = service
+        self.dispatcher = dispatcher
         self.store = service.store
         self.settings = settings
         self.config = settings.maintenance
@@ -191,9 +195,14 @@ class Maintenance:
         pruned = self.store.metrics.prune(timedelta(days=self.config.history_retention_days))
         return {"queued_jobs": point.queued_jobs, "pruned": pruned}
 
-    def poll_worker_job_status(self) -> dict[str, list[str]]:
-        """Workers that stopped heartbeating are marked offline (their jobs' leases expire)."""
-        return {"offline": self.store.workers.mark_silent_offline(self._stale_after())}
+    def poll_worker_job_status(self) -> dict[str, Any]:
+        """Silent workers go offline (their leases expire); agents are asked about their jobs."""
+        detail: dict[str, Any] = {
+            "offline": self.store.workers.mark_silent_offline(self._stale_after())
+        }
+        if self.dispatcher is not None:
+            detail.update(self.dispatcher.poll_agents())
+        return detail
 
     def cleanup_old_evidence(self) -> dict[str, int]:
         """Delete evidence files and rows older than ``SCREENSHOT_RETENTION_DAYS``."""

@@ -134,6 +134,7 @@ class WorkerOut(BaseModel):
     stats: dict[str, int]
     started_at: datetime
     last_heartbeat: datetime
+    endpoint: str | None = None  # agents: where the orchestrator pushes jobs
 
     @classmethod
     def of(cls, worker: WorkerRecord, *, online: bool) -> WorkerOut:

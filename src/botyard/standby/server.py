@@ -7,7 +7,6 @@ process. ``keep_running`` serves task after task instead.
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 from datetime import datetime
@@ -17,6 +16,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from botyard.bearer import bearer_matches
 from botyard.errors import StandbyError, TaskBusy, TaskRejected
 from botyard.orchestrator.errors import error_body
 from botyard.settings import StandbySettings
@@ -52,17 +52,13 @@ def create_standby_app(settings: StandbySettings, runner: TaskRunner) -> FastAPI
 
     @app.post("/task", status_code=202)
     async def task(request: Request) -> JSONResponse:
-        if token is not None:
-            given = request.headers.get("authorization", "")
-            scheme, _, value = given.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                value.encode(), token.encode()
-            ):
-                return JSONResponse(
-                    error_body("Invalid or missing bearer token", "AuthenticationError"),
-                    status_code=401,
-                    headers={"WWW-Authenticate": "Bearer"},
-                )
+        authorization = request.headers.get("authorization", "")
+        if token is not None and not bearer_matches(authorization, token):
+            return JSONResponse(
+                error_body("Invalid or missing bearer token", "AuthenticationError"),
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         raw = await request.body()
         if len(raw) > settings.max_payload_bytes + 64 * 1024:
             raise TaskRejected(f"the body is larger than {settings.max_payload_bytes} bytes")

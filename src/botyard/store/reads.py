@@ -13,6 +13,7 @@ from botyard.errors import JobNotFound
 from botyard.jobs import JobStatus
 from botyard.store.records import (
     AttemptRecord,
+    ClaimedJob,
     EvidenceRecord,
     JobFilter,
     JobRecord,
@@ -105,6 +106,25 @@ class JobReads:
                 attempts=[AttemptRecord(**a) for a in attempt_rows],
                 steps=[StepRecord(**s) for s in step_rows],
             )
+
+    def claimed_job(self, job_id: int, attempt: int, worker_id: str) -> ClaimedJob | None:
+        """The running attempt ``worker_id`` holds, as a worker runs it; None when it does not."""
+        with self._read() as conn:
+            row = (
+                conn.execute(
+                    select(jobs).where(
+                        jobs.c.id == job_id,
+                        jobs.c.attempt == attempt,
+                        jobs.c.worker_id == worker_id,
+                        jobs.c.status == JobStatus.RUNNING.value,
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        if row is None:
+            return None
+        return ClaimedJob(**{f: row[f] for f in _fields(ClaimedJob)})
 
     def list_jobs(
         self, filters: JobFilter, *, limit: int = 50, offset: int = 0

@@ -169,6 +169,7 @@ class WorkerRecord:
     stats: dict[str, int]
     started_at: datetime
     last_heartbeat: datetime
+    endpoint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -284,6 +284,17 @@ class SqlStore(JobReads):
             self.recover_expired()
         return int(orphaned)
 
+    def expire_lease(self, job_id: int, attempt: int, worker_id: str) -> bool:
+        """End the lease of an attempt its worker no longer knows; the sweep then recovers it."""
+        past = utcnow() - timedelta(seconds=1)
+        with self.engine.begin() as conn:
+            changed = conn.execute(
+                _fenced(update(jobs), job_id, attempt)
+                .where(jobs.c.worker_id == worker_id)
+                .values(lease_expires_at=past)
+            ).rowcount
+        return bool(changed)
+
     # -- a person's actions -------------------------------------------------
 
     def cancel(self, job_id: int) -> JobRecord:

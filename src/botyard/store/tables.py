@@ -180,6 +180,7 @@ workers = Table(
     Column("stats", Json, nullable=False),
     Column("started_at", UTCDateTime, nullable=False),
     Column("last_heartbeat", UTCDateTime, nullable=False),
+    Column("endpoint", String(500)),  # agents: the URL the orchestrator pushes jobs to
 )
 
 users = Table(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, RowMapping, select, update
+from sqlalchemy import Engine, RowMapping, func, select, update
 
 from botyard.store.records import WorkerRecord
 from botyard.store.tables import jobs, utcnow, workers
@@ -30,6 +30,7 @@ class Workers:
         queues: list[str],
         capacity: int,
         version: str,
+        endpoint: str | None = None,
     ) -> None:
         """Insert or refresh the worker's row; a restarted worker keeps its id and statistics."""
         now = utcnow()
@@ -42,6 +43,7 @@ class Workers:
             "capacity": capacity,
             "version": version,
             "status": "online",
+            "endpoint": endpoint,
             "active": 0,
             "started_at": now,
             "last_heartbeat": now,
@@ -78,6 +80,39 @@ class Workers:
         with self.engine.connect().execution_options(readonly=True) as conn:
             row = conn.execute(select(workers).where(workers.c.id == worker_id)).mappings().first()
             return _record(row) if row else None
+
+    def set_endpoint(self, worker_id: str, endpoint: str) -> bool:
+        """Record where an agent is reached (``WORKER_ENDPOINTS``, ``POST /agents``)."""
+        with self.engine.begin() as conn:
+            return bool(
+                conn.execute(
+                    update(workers).where(workers.c.id == worker_id).values(endpoint=endpoint)
+                ).rowcount
+            )
+
+    def agents(self) -> list[WorkerRecord]:
+        """Agents with an endpoint, whatever their state."""
+        query = select(workers).where(workers.c.mode == "agent", workers.c.endpoint.is_not(None))
+        with self.engine.connect().execution_options(readonly=True) as conn:
+            return [_record(r) for r in conn.execute(query.order_by(workers.c.id)).mappings()]
+
+    def running_counts(self) -> dict[str, int]:
+        """Running jobs per worker, as the store sees them."""
+        query = (
+            select(jobs.c.worker_id, func.count())
+            .where(jobs.c.status == "running", jobs.c.worker_id.is_not(None))
+            .group_by(jobs.c.worker_id)
+        )
+        with self.engine.connect().execution_options(readonly=True) as conn:
+            return {str(w): int(n) for w, n in conn.execute(query)}
+
+    def running_attempts(self, worker_id: str) -> list[tuple[int, int, datetime | None]]:
+        """(job, attempt, started_at) of the jobs ``worker_id`` holds."""
+        query = select(jobs.c.id, jobs.c.attempt, jobs.c.started_at).where(
+            jobs.c.worker_id == worker_id, jobs.c.status == "running"
+        )
+        with self.engine.connect().execution_options(readonly=True) as conn:
+            return [(r.id, r.attempt, r.started_at) for r in conn.execute(query)]
 
     def mark_silent_offline(self, stale_after: float) -> list[str]:
         """Workers whose heartbeat stopped more than ``stale_after`` seconds ago go offline."""

@@ -51,6 +51,8 @@ class WorkerConfig:
     max_retries: int | None = None
     prefetch: int | None = None  # jobs claimed ahead of free slots; default: concurrency
     data_dir: Path = Path(".botyard")
+    mode: str = "pull"  # pull: claims its own jobs; agent: runs what the orchestrator pushes
+    endpoint: str | None = None  # agent: the URL the orchestrator reaches it at
 
     def __post_init__(self) -> None:
         if not self.worker_id:
@@ -147,12 +149,13 @@ class PullWorker:
         self.store.workers.register(
             cfg.worker_id,
             hostname=socket.gethostname(),
-            mode="pull",
+            mode=cfg.mode,
             pid=os.getpid(),
             automations=cfg.automations,
             queues=cfg.queues,
             capacity=cfg.concurrency,
             version=__version__,
+            endpoint=cfg.endpoint,
         )
         # Jobs still marked as ours are orphans of an earlier run under the same id.
         orphans = self.store.release_orphans(cfg.worker_id)
@@ -177,6 +180,10 @@ class PullWorker:
             ", ".join(cfg.queues),
             cfg.concurrency,
         )
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
 
     def stop(self, grace: float | None = None) -> None:
         """Stop claiming; running jobs get ``grace`` seconds (default: the configured grace)."""

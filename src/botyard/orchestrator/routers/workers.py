@@ -5,16 +5,25 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, ConfigDict, Field
 
 from botyard.orchestrator.auth import Principal
-from botyard.orchestrator.deps import RuntimeDep, require
+from botyard.orchestrator.deps import RuntimeDep, client_of, require
+from botyard.orchestrator.dispatch import AgentDispatcher, AgentUnreachable
 from botyard.orchestrator.health import stale_after
 from botyard.orchestrator.schemas import WorkerOut
 from botyard.store.workers import Workers
 
 router = APIRouter(prefix="/workers", tags=["workers"])
 Viewer = Annotated[Principal, Depends(require("worker:read"))]
+Admin = Annotated[Principal, Depends(require("worker:manage"))]
+
+
+class AgentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    endpoint: Annotated[str, Field(min_length=8, max_length=500, pattern=r"^https?://")]
 
 
 @router.get("")
@@ -24,6 +33,25 @@ def list_workers(runtime: RuntimeDep, _who: Viewer) -> list[WorkerOut]:
         WorkerOut.of(w, online=Workers.is_online(w, now, stale))
         for w in runtime.store.workers.all()
     ]
+
+
+@router.post("/agents", responses={502: {"description": "the agent did not answer as one"}})
+def register_agent(body: AgentIn, request: Request, runtime: RuntimeDep, who: Admin) -> WorkerOut:
+    """Register an agent by its URL: the orchestrator asks it for its id and pushes jobs to it."""
+    dispatcher: AgentDispatcher = request.app.state.dispatcher
+    try:
+        agent = dispatcher.register(body.endpoint)
+    except AgentUnreachable as exc:
+        raise HTTPException(502, str(exc)) from exc
+    runtime.store.audit.record(
+        "agent_registered",
+        actor=who.username,
+        target=f"worker:{agent.id}",
+        client=client_of(request),
+        details={"endpoint": agent.endpoint},
+    )
+    online = Workers.is_online(agent, datetime.now(UTC), stale_after(runtime.settings))
+    return WorkerOut.of(agent, online=online)
 
 
 @router.get("/{worker_id}")

@@ -1,0 +1,264 @@
+"""Push dispatch: hand queued jobs to agents (seed 002's worker service) as they arrive.
+
+A bus wake-up (a submit, a retry, a recovery) makes the dispatcher look at every online agent
+with free slots. For each it claims jobs in the agent's name with the ordinary claim statement
+(so a job goes to one worker, agent or pull, and its attempt is recorded) and posts each to the
+agent's ``/execute``. An agent that refuses (full, unreachable, not holding it) gets nothing: the
+job is released without spending an attempt and other workers are woken. From ``/execute`` on
+the agent renews the lease and writes the outcome itself; ``poll_agents`` (the maintenance job
+``poll_worker_job_status``) ends the lease of any job its agent no longer knows.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from botyard.bus.base import JOBS, Bus, Event
+from botyard.errors import BotyardError
+from botyard.jobs import Outcome
+from botyard.orchestrator.health import stale_after
+from botyard.settings import Settings
+from botyard.store.records import ClaimedJob, Completion, WorkerRecord
+from botyard.store.sql import SqlStore
+from botyard.store.workers import Workers
+
+log = logging.getLogger("botyard.dispatch")
+
+_BACKOFF_FULL = 1.0  # an agent that answered 429 is left alone this long
+_BACKOFF_DOWN = 5.0  # and one that could not be reached this long
+_FORGET_GRACE = timedelta(seconds=15)  # an attempt this young may still be on its way
+
+
+class AgentUnreachable(BotyardError):
+    """The agent did not answer."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pushed:
+    job_id: int
+    attempt: int
+    agent: str
+
+
+def base_url(endpoint: str) -> str:
+    """An agent's base URL; seed 002 names agents by their ``/execute`` URL."""
+    endpoint = endpoint.strip().rstrip("/")
+    return endpoint.removesuffix("/execute")
+
+
+class AgentDispatcher:
+    def __init__(self, store: SqlStore, bus: Bus, settings: Settings) -> None:
+        self.store = store
+        self.bus = bus
+        self.settings = settings
+        token = settings.agent.token
+        headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
+        self.http = httpx.Client(timeout=settings.agent.request_timeout, headers=headers)
+        self._resting: dict[str, float] = {}  # agent id -> monotonic time it may be tried again
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="botyard-dispatch", daemon=True)
+        self._lock = threading.Lock()  # one dispatch round at a time in this process
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=10)
+        self.http.close()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        subscription = self.bus.subscribe()
+        listener = threading.Thread(
+            target=self._listen, args=(subscription,), name="botyard-dispatch-bus", daemon=True
+        )
+        listener.start()
+        try:
+            self.discover()
+        except Exception:
+            log.exception("discovering WORKER_ENDPOINTS failed")
+        interval = self.settings.worker.poll_interval
+        while not self._stop.is_set():
+            self._wake.wait(interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self.dispatch()
+            except Exception:
+                log.exception("dispatch round failed")
+        listener.join(timeout=5)
+
+    def _listen(self, subscription: Any) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    events = subscription.wait(0.1)  # short: stop() waits for it
+                except Exception:
+                    log.exception("bus wait failed")
+                    time.sleep(1.0)
+                    continue
+                if any(event.kind == JOBS for event in events):
+                    self._wake.set()
+        finally:
+            subscription.close()
+
+    # -- dispatching ---------------------------------------------------------------------
+
+    def online_agents(self) -> list[WorkerRecord]:
+        now, stale = datetime.now(UTC), stale_after(self.settings)
+        return [a for a in self.store.workers.agents() if Workers.is_online(a, now, stale)]
+
+    def dispatch(self) -> list[Pushed]:
+        """One round: fill every agent's free slots with runnable jobs it can run."""
+        with self._lock:
+            pushed: list[Pushed] = []
+            agents = self.online_agents()
+            if not agents:
+                return pushed
+            running = self.store.workers.running_counts()
+            now = time.monotonic()
+            for agent in agents:
+                if self._resting.get(agent.id, 0.0) > now or agent.status == "stopping":
+                    continue
+                free = agent.capacity - running.get(agent.id, 0)
+                if free <= 0:
+                    continue
+                claimed = self.store.claim(
+                    agent.id,
+                    queues=agent.queues,
+                    automations=agent.automations,
+                    limit=free,
+                    lease_ttl=self.settings.lease.lease_ttl,
+                )
+                for index, job in enumerate(claimed):
+                    if self._push(agent, job):
+                        pushed.append(Pushed(job.id, job.attempt, agent.id))
+                        continue
+                    self._release(claimed[index:])  # this agent takes no more this round
+                    break
+            return pushed
+
+    def _push(self, agent: WorkerRecord, job: ClaimedJob) -> bool:
+        assert agent.endpoint is not None
+        url = f"{base_url(agent.endpoint)}/execute"
+        try:
+            answer = self.http.post(url, json={"job_id": job.id, "attempt": job.attempt})
+        except httpx.HTTPError as exc:
+            log.warning("agent %s at %s unreachable: %s", agent.id, url, exc)
+            self._resting[agent.id] = time.monotonic() + _BACKOFF_DOWN
+            return False
+        if answer.status_code == 202:
+            log.debug("job %s attempt %s pushed to %s", job.id, job.attempt, agent.id)
+            return True
+        rest = _BACKOFF_FULL if answer.status_code == 429 else _BACKOFF_DOWN
+        self._resting[agent.id] = time.monotonic() + rest
+        log.warning(
+            "agent %s refused job %s: HTTP %s %s",
+            agent.id,
+            job.id,
+            answer.status_code,
+            answer.text[:200],
+        )
+        return False
+
+    def _release(self, jobs: list[ClaimedJob]) -> None:
+        """Back to the queue, no attempt spent; other workers are woken for them."""
+        self.store.finish(
+            [
+                Completion(
+                    job_id=j.id,
+                    attempt=j.attempt,
+                    outcome=Outcome.RELEASED,
+                    max_attempts=j.max_attempts,
+                    idempotent=j.idempotent,
+                    attempt_base=j.attempt_base,
+                )
+                for j in jobs
+            ]
+        )
+        for queue in {j.queue for j in jobs}:
+            self.bus.publish(Event(JOBS, queue))
+
+    # -- agents: registration and follow-up -------------------------------------------------
+
+    def register(self, endpoint: str) -> WorkerRecord:
+        """Ask the agent at ``endpoint`` who it is and remember where it is reached."""
+        url = base_url(endpoint)
+        try:
+            answer = self.http.get(f"{url}/status")
+        except httpx.HTTPError as exc:
+            raise AgentUnreachable(f"{url}: {exc}", endpoint=url) from exc
+        if answer.status_code != 200:
+            raise AgentUnreachable(f"{url}/status answered HTTP {answer.status_code}")
+        worker_id = str(answer.json().get("worker_id", ""))
+        if not worker_id or not self.store.workers.set_endpoint(worker_id, url):
+            raise AgentUnreachable(f"{url} is not an agent of this store (id {worker_id!r})")
+        record = self.store.workers.get(worker_id)
+        assert record is not None
+        self.wake()
+        return record
+
+    def discover(self) -> list[str]:
+        """Register every ``WORKER_ENDPOINTS`` agent that answers; returns their ids."""
+        found = []
+        for endpoint in self.settings.agent.endpoints:
+            try:
+                found.append(self.register(endpoint).id)
+            except AgentUnreachable as exc:
+                log.warning("WORKER_ENDPOINTS: %s", exc)
+        return found
+
+    def poll_agents(self, *, grace: timedelta = _FORGET_GRACE) -> dict[str, Any]:
+        """Follow the agents' jobs: end the lease of every attempt its agent does not know.
+
+        Attempts younger than ``grace`` are left alone: their ``/execute`` may be in flight.
+        """
+        self.discover()
+        forgotten: list[int] = []
+        unreachable: list[str] = []
+        cutoff = datetime.now(UTC) - grace
+        for agent in self.store.workers.agents():
+            held = self.store.workers.running_attempts(agent.id)
+            if not held:
+                continue
+            assert agent.endpoint is not None
+            for job_id, attempt, started in held:
+                if started is not None and started > cutoff:
+                    continue  # it may still be on its way to the agent
+                try:
+                    answer = self.http.get(f"{base_url(agent.endpoint)}/status/{job_id}")
+                except httpx.HTTPError:
+                    unreachable.append(agent.id)  # a dead agent stops renewing: leases expire
+                    break
+                known = answer.status_code == 200 and answer.json().get("attempt") == attempt
+                forgot = not known and answer.status_code in (200, 404)
+                if forgot and self.store.expire_lease(job_id, attempt, agent.id):
+                    log.warning(
+                        "agent %s does not know job %s attempt %s; recovering it",
+                        agent.id,
+                        job_id,
+                        attempt,
+                    )
+                    forgotten.append(job_id)
+        recovered = self.store.recover_expired() if forgotten else []
+        for queue in {q for q in self._queues_of([j for j, _ in recovered])}:
+            self.bus.publish(Event(JOBS, queue))
+        return {"forgotten": forgotten, "unreachable": sorted(set(unreachable))}
+
+    def _queues_of(self, job_ids: list[int]) -> set[str]:
+        return {self.store.get_job(j, detail=False).queue for j in job_ids}

@@ -1,0 +1,143 @@
+"""Push dispatch against a real agent service on a real store: full agents, forgotten jobs."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from sqlalchemy import update
+
+from botyard.bus import Bus
+from botyard.jobs import JobStatus
+from botyard.orchestrator.dispatch import AgentDispatcher
+from botyard.settings import AgentSettings, Settings
+from botyard.store import NewJob, SqlStore
+from botyard.store.tables import workers
+from botyard.worker import WorkerConfig
+from botyard.worker.agent import AgentWorker
+from botyard.worker.agent_app import create_agent_app
+
+AUTOMATIONS = str(Path(__file__).resolve().parent.parent / "automations_for_tests.py")
+TOKEN = "push-dispatch-token"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def agent(store: SqlStore, bus: Bus, tmp_path: Path) -> Iterator[AgentWorker]:
+    """An agent with one slot, its HTTP service on a free port, registered in the store."""
+    port = _free_port()
+    worker = AgentWorker(
+        store,
+        bus,
+        WorkerConfig(
+            automations=["tests.slow", "tests.ok"],
+            modules=[AUTOMATIONS],
+            worker_id="agent-int",
+            concurrency=1,
+            lease_ttl=10,
+            heartbeat_interval=0.5,
+            data_dir=tmp_path,
+            endpoint=f"http://127.0.0.1:{port}",
+        ),
+    )
+    ags = AgentSettings(BOTYARD_AGENT_TOKEN=TOKEN, AUTHORIZED_WORKER_IPS=["127.0.0.1"])  # type: ignore[call-arg]
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_agent_app(worker, ags, development=False),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            proxy_headers=False,
+        )
+    )
+    threads = [
+        threading.Thread(target=worker.run, kwargs={"install_signals": False}),
+        threading.Thread(target=server.run),
+    ]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started or store.workers.get("agent-int") is None:
+        assert time.monotonic() < deadline, "the agent did not start"
+        time.sleep(0.05)
+    try:
+        yield worker
+    finally:
+        server.should_exit = True
+        worker.stop(0)
+        for thread in threads:
+            thread.join(30)
+
+
+@pytest.fixture
+def dispatcher(store: SqlStore, bus: Bus, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.setenv("BOTYARD_AGENT_TOKEN", TOKEN)
+    pusher = AgentDispatcher(store, bus, Settings())
+    try:
+        yield pusher
+    finally:
+        pusher.http.close()
+
+
+def test_a_full_agent_answers_429_and_the_job_goes_back_unspent(
+    store: SqlStore, agent: AgentWorker, dispatcher: AgentDispatcher, wait_until: Any
+) -> None:
+    first, _ = store.submit(NewJob(automation="tests.slow", payload={"seconds": 3}))
+    second, _ = store.submit(NewJob(automation="tests.slow", payload={"seconds": 3}))
+    pushed = dispatcher.dispatch()
+    assert [p.job_id for p in pushed] == [first.id]
+    assert dispatcher.dispatch() == []  # the store shows the one slot taken: nothing claimed
+
+    # The agent claims more room than it has: it refuses, and the job is released unspent.
+    with store.engine.begin() as conn:
+        conn.execute(update(workers).where(workers.c.id == "agent-int").values(capacity=2))
+    dispatcher._resting.clear()
+    assert dispatcher.dispatch() == []
+    released = store.get_job(second.id)
+    assert released.status is JobStatus.QUEUED
+    assert released.attempt - released.attempt_base == 0  # no attempt spent
+    assert [a.outcome for a in released.attempts] == ["released"]
+    assert store.get_job(first.id).worker_id == "agent-int"
+    wait_until(lambda: store.get_job(first.id).status is JobStatus.SUCCEEDED, timeout=20)
+
+
+def test_a_job_the_agent_does_not_know_is_recovered(
+    store: SqlStore, agent: AgentWorker, dispatcher: AgentDispatcher
+) -> None:
+    job, _ = store.submit(NewJob(automation="tests.ok", payload={"name": "lost"}))
+    # Claimed in the agent's name, but the push never arrived (the orchestrator died meanwhile).
+    claimed = store.claim(
+        "agent-int", queues=["default"], automations=["tests.ok"], limit=1, lease_ttl=60
+    )
+    assert [c.id for c in claimed] == [job.id]
+    assert dispatcher.poll_agents()["forgotten"] == []  # too young: it may be on its way
+    report = dispatcher.poll_agents(grace=timedelta(0))
+    assert report == {"forgotten": [job.id], "unreachable": []}
+    recovered = store.get_job(job.id)
+    assert recovered.status is JobStatus.QUEUED
+    assert [a.outcome for a in recovered.attempts] == ["lease_expired"]
+
+
+def test_an_unreachable_agent_is_left_to_its_lease(
+    store: SqlStore, agent: AgentWorker, dispatcher: AgentDispatcher
+) -> None:
+    store.workers.set_endpoint("agent-int", f"http://127.0.0.1:{_free_port()}")
+    job, _ = store.submit(NewJob(automation="tests.ok", payload={"name": "x"}))
+    assert dispatcher.dispatch() == []  # nothing pushed, and the job is back in the queue
+    assert store.get_job(job.id).status is JobStatus.QUEUED
+    store.claim("agent-int", queues=["default"], automations=["tests.ok"], limit=1, lease_ttl=60)
+    report = dispatcher.poll_agents(grace=timedelta(0))
+    assert report == {"forgotten": [], "unreachable": ["agent-int"]}
+    assert store.get_job(job.id).status is JobStatus.RUNNING  # its lease decides, not a guess
