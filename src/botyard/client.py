@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,6 +23,13 @@ class ApiError(BotyardError):
         super().__init__(f"HTTP {status}: {detail}", status=status, detail=detail)
         self.status = status
         self.detail = detail
+
+
+def _detail(response: httpx.Response) -> Any:
+    try:
+        return response.json().get("detail")
+    except (ValueError, AttributeError):
+        return response.text
 
 
 class Client:
@@ -50,11 +58,7 @@ class Client:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         response = self.http.request(method, path, headers=headers, **kwargs)
         if response.status_code >= 400:
-            try:
-                detail = response.json().get("detail")
-            except ValueError:
-                detail = response.text
-            raise ApiError(response.status_code, detail)
+            raise ApiError(response.status_code, _detail(response))
         return response.json()
 
     def login(self, username: str, password: str) -> str:
@@ -137,6 +141,24 @@ class Client:
         )["lines"]
         return lines
 
+    def evidence(self, job_id: int) -> list[dict[str, Any]]:
+        """The job's evidence files (seed 002's ``/jobs/{id}/screenshots``), oldest first."""
+        items: list[dict[str, Any]] = self._call("GET", f"/jobs/{job_id}/screenshots")[
+            "screenshots"
+        ]
+        return items
+
+    def download(self, item: dict[str, Any] | int, path: Path | str | None = None) -> bytes:
+        """One evidence file's bytes (an item of :meth:`evidence`, or its id); saved to ``path``."""
+        url = f"/evidence/{item}" if isinstance(item, int) else str(item["url"])
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        response = self.http.get(url, headers=headers)
+        if response.status_code >= 400:
+            raise ApiError(response.status_code, _detail(response))
+        if path is not None:
+            Path(path).write_bytes(response.content)
+        return response.content
+
     def workers(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._call("GET", "/workers")
         return result
@@ -160,3 +182,43 @@ class Client:
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"job {job_id} still {job['status']} after {timeout:g}s")
             time.sleep(interval)
+
+
+class StandbyClient:
+    """A standby worker (seed 000): ``StandbyClient(url, token).send_task(...)``."""
+
+    def __init__(self, base_url: str = "http://127.0.0.1:8080", token: str | None = None, *,
+                 timeout: float = 30.0) -> None:  # fmt: skip
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=base_url, timeout=timeout, headers=headers)
+
+    def __enter__(self) -> StandbyClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    def health(self) -> dict[str, Any]:
+        """``{status, mode, task_executing, timestamp, last_task}``."""
+        return self._json(self.http.get("/health"))
+
+    def send_task(
+        self, script_url: str, script_name: str | None = None, payload: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Start a task; ``ApiError`` with the status on 400 / 401 / 409 / 500."""
+        body = {
+            "script_url": script_url,
+            "script_name": script_name or script_url.rstrip("/").rsplit("/", 1)[-1],
+            "payload": payload or {},
+        }
+        return self._json(self.http.post("/task", json=body))
+
+    @staticmethod
+    def _json(response: httpx.Response) -> dict[str, Any]:
+        if response.status_code >= 400:
+            raise ApiError(response.status_code, _detail(response))
+        body: dict[str, Any] = response.json()
+        return body

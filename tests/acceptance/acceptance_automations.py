@@ -29,3 +29,11 @@ def cancel_circuit(ctx: JobContext, marker_dir: str) -> None:
 def quick(ctx: JobContext, n: int) -> dict[str, int]:
     ctx.log.info("quick job %d", n)
     return {"n": n}
+
+
+@automation("accept.evidence", idempotent=True, timeout=30)
+def evidence(ctx: JobContext, text: str) -> dict[str, str]:
+    with ctx.step("capture"):
+        ctx.log.info("keeping %s", text)
+        ctx.attach("capture.txt", text)
+    return {"kept": text}

@@ -23,6 +23,8 @@ import httpx
 import psutil
 import pytest
 
+from botyard import StandbyClient
+from botyard.client import ApiError
 from tests.pki import Pki, make_pki
 
 TOKEN = "standby-acceptance-token"
@@ -212,3 +214,23 @@ def test_keep_running_serves_task_after_task(
         assert last["status"] == "succeeded" and last["exit_code"] == 0
     assert proc.poll() is None
     assert (tmp_path / "out1.json").exists()
+
+
+def test_the_standby_client(standby: Standby, scripts: str, tmp_path: Path) -> None:
+    proc, base = standby()
+    with StandbyClient(base, token=TOKEN) as client:
+        assert client.health()["task_executing"] is False
+        with pytest.raises(ApiError) as invalid:
+            client.send_task("http://127.0.0.1/x.py")
+        assert invalid.value.status == 400 and "https://" in invalid.value.detail
+        payload = {"go_file": str(tmp_path / "go"), "out_file": str(tmp_path / "out.json")}
+        accepted = client.send_task(f"{scripts}/write_payload.py", payload=payload)
+        assert accepted["script_name"] == "write_payload.py"
+        with pytest.raises(ApiError) as busy:
+            client.send_task(f"{scripts}/write_payload.py", payload=payload)
+        assert busy.value.status == 409
+    with StandbyClient(base, token="wrong") as intruder, pytest.raises(ApiError) as denied:
+        intruder.send_task(f"{scripts}/write_payload.py")
+    assert denied.value.status == 401
+    (tmp_path / "go").touch()
+    assert proc.wait(30) == 0
