@@ -20,7 +20,7 @@ def start_agent(system: System, agent_id: str, *, ips: str = '["127.0.0.1"]', **
     """Start an agent on a free port; returns its URL once it answers."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    system.env.update({"BOTYARD_AGENT_TOKEN": TOKEN, "AUTHORIZED_WORKER_IPS": ips, **env})
+    system.env.update({"BOTYARD_WORKER_TOKEN": TOKEN, "AUTHORIZED_WORKER_IPS": ips, **env})
     system.botyard(
         "agent",
         "--automations",
@@ -123,7 +123,7 @@ def test_a_killed_agent_loses_its_job_to_another_worker(
 
 @pytest.mark.parametrize("ips", ["[]", '["not-an-ip"]'])
 def test_an_agent_no_one_could_safely_call_does_not_start(system: System, ips: str) -> None:
-    system.env.update({"AUTHORIZED_WORKER_IPS": ips, "BOTYARD_AGENT_TOKEN": TOKEN})
+    system.env.update({"AUTHORIZED_WORKER_IPS": ips, "BOTYARD_WORKER_TOKEN": TOKEN})
     result = system.run("agent", "--automations", AUTOMATIONS, "--port", str(_free_port()))
     assert result.returncode == 2
     assert "AUTHORIZED_WORKER_IPS" in result.stderr

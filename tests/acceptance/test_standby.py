@@ -25,6 +25,7 @@ import pytest
 
 from botyard import StandbyClient
 from botyard.client import ApiError
+from tests.acceptance.conftest import System
 from tests.pki import Pki, make_pki
 
 TOKEN = "standby-acceptance-token"
@@ -234,3 +235,36 @@ def test_the_standby_client(standby: Standby, scripts: str, tmp_path: Path) -> N
     assert denied.value.status == 401
     (tmp_path / "go").touch()
     assert proc.wait(30) == 0
+
+
+def test_tasks_are_recorded_as_jobs_on_the_orchestrator(
+    system: System, standby: Standby, scripts: str, tmp_path: Path
+) -> None:
+    system.env["BOTYARD_WORKER_TOKEN"] = "shared-worker-token"
+    system.server()
+    env = {
+        "BOTYARD_URL": system.url,
+        "BOTYARD_WORKER_TOKEN": "shared-worker-token",
+        "BOTYARD_WORKER_ID": "standby-7",
+    }
+    (tmp_path / "go").touch()
+    payload = {"go_file": str(tmp_path / "go"), "out_file": str(tmp_path / "out.json")}
+    proc, base = standby(**env)
+    assert _task(base, f"{scripts}/write_payload.py", payload).status_code == 202
+    assert proc.wait(30) == 0
+    proc, base = standby(**env)
+    assert _task(base, f"{scripts}/fail.py", {"order": 7}).status_code == 202
+    assert proc.wait(30) == 1
+
+    ok = system.api("GET", "/jobs", params={"automation": "standby.write_payload"}).json()
+    (job,) = ok["items"]
+    detail = system.job(job["id"])
+    assert detail["status"] == "succeeded" and detail["payload"] == payload
+    assert [a["worker_id"] for a in detail["attempts"]] == ["standby-7"]  # type: ignore[index]
+    failed = system.api("GET", "/jobs", params={"automation": "standby.fail"}).json()["items"][0]
+    detail = system.job(failed["id"])
+    assert detail["status"] == "failed"
+    assert "exited with code 3" in detail["error"]["message"]  # type: ignore[index]
+    assert "portal said no" in detail["error"]["output_tail"]  # type: ignore[index]
+    refused = system.api("POST", f"/jobs/{failed['id']}/retry")
+    assert refused.status_code == 409 and "send the task again" in refused.json()["detail"]

@@ -52,7 +52,7 @@ def agent(store: SqlStore, bus: Bus, tmp_path: Path) -> Iterator[AgentWorker]:
             endpoint=f"http://127.0.0.1:{port}",
         ),
     )
-    ags = AgentSettings(BOTYARD_AGENT_TOKEN=TOKEN, AUTHORIZED_WORKER_IPS=["127.0.0.1"])  # type: ignore[call-arg]
+    ags = AgentSettings(BOTYARD_WORKER_TOKEN=TOKEN, AUTHORIZED_WORKER_IPS=["127.0.0.1"])  # type: ignore[call-arg]
     server = uvicorn.Server(
         uvicorn.Config(
             create_agent_app(worker, ags, development=False),
@@ -83,7 +83,7 @@ def agent(store: SqlStore, bus: Bus, tmp_path: Path) -> Iterator[AgentWorker]:
 
 @pytest.fixture
 def dispatcher(store: SqlStore, bus: Bus, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setenv("BOTYARD_AGENT_TOKEN", TOKEN)
+    monkeypatch.setenv("BOTYARD_WORKER_TOKEN", TOKEN)
     pusher = AgentDispatcher(store, bus, Settings())
     try:
         yield pusher

@@ -47,8 +47,8 @@ def test_the_list_is_read_as_json_or_comma_separated() -> None:
 
 def test_an_agent_nobody_could_call_safely_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="AUTHORIZED_WORKER_IPS is empty"):
-        check_agent_settings(AgentSettings(BOTYARD_AGENT_TOKEN="t"), development=False)  # type: ignore[call-arg]
-    with pytest.raises(ConfigurationError, match="BOTYARD_AGENT_TOKEN"):
+        check_agent_settings(AgentSettings(BOTYARD_WORKER_TOKEN="t"), development=False)  # type: ignore[call-arg]
+    with pytest.raises(ConfigurationError, match="BOTYARD_WORKER_TOKEN"):
         check_agent_settings(
             AgentSettings(AUTHORIZED_WORKER_IPS="10.0.0.1"),  # type: ignore[call-arg]
             development=False,

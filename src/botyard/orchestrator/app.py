@@ -22,6 +22,7 @@ from botyard.orchestrator.ratelimit import RateLimiters
 from botyard.orchestrator.routers import (
     audit,
     evidence,
+    external,
     health,
     jobs,
     privacy,
@@ -132,6 +133,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     for router in (
         health.router,
         tokens.router,
+        external.router,  # before jobs: /jobs/external is not a job id
         jobs.router,
         workers.router,
         scheduler.router,

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
+from botyard.bearer import bearer_matches
 from botyard.errors import InvalidToken
 from botyard.orchestrator.auth import Authenticator, Principal, check_permission
 from botyard.orchestrator.service import JobService
@@ -59,3 +60,11 @@ def require(permission: str) -> Callable[[Principal], Awaitable[Principal]]:
 
 def client_of(request: Request) -> str | None:
     return request.client.host if request.client else None
+
+
+async def worker_token(request: Request, runtime: RuntimeDep) -> None:
+    """Let the call through only with the token workers share (``BOTYARD_WORKER_TOKEN``)."""
+    token = runtime.settings.agent.token
+    given = request.headers.get("authorization", "")
+    if token is None or not bearer_matches(given, token.get_secret_value()):
+        raise InvalidToken("Could not validate credentials")

@@ -18,6 +18,7 @@ from botyard.errors import (
     InvalidToken,
     InvalidTransition,
     JobNotFound,
+    LeaseLost,
     PayloadInvalid,
     PermissionDenied,
     PrivacyRequestClosed,
@@ -32,6 +33,7 @@ log = logging.getLogger("botyard.api")
 _STATUS: list[tuple[type[BotyardError], int]] = [
     (JobNotFound, 404),
     (InvalidTransition, 409),
+    (LeaseLost, 409),
     (PrivacyRequestNotFound, 404),
     (PrivacyRequestClosed, 409),
     (SubjectHasActiveJobs, 409),

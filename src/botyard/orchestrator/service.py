@@ -8,9 +8,13 @@ from typing import Any
 
 from botyard.automations.registry import Registry
 from botyard.bus.base import CANCEL, JOBS, Bus, Event
-from botyard.jobs import JobStatus
-from botyard.store.records import JobFilter, JobRecord, NewJob
+from botyard.errors import InvalidTransition, LeaseLost
+from botyard.jobs import JobStatus, Outcome
+from botyard.store.records import ClaimedJob, Completion, JobFilter, JobRecord, NewJob
 from botyard.store.sql import SqlStore
+
+EXTERNAL_QUEUE = "external"  # jobs run outside Botyard's workers (standby tasks)
+EXTERNAL_LEASE_MARGIN = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +75,10 @@ class JobService:
         return job
 
     def retry(self, job_id: int, *, actor: str | None, client: str | None = None) -> JobRecord:
+        if self.store.get_job(job_id, detail=False).queue == EXTERNAL_QUEUE:
+            raise InvalidTransition(
+                f"job {job_id} ran outside Botyard's workers (a standby task): send the task again"
+            )
         job = self.store.retry(job_id)
         self.bus.publish(Event(JOBS, job.queue))
         self._audit("job_retried", job_id, actor, client)
@@ -79,7 +87,7 @@ class JobService:
     def retry_failed(
         self, filters: JobFilter, *, limit: int, actor: str | None, client: str | None = None
     ) -> list[JobRecord]:
-        jobs = self.store.retry_failed(filters, limit=limit)
+        jobs = self.store.retry_failed(filters, limit=limit, skip_queues=[EXTERNAL_QUEUE])
         for queue in {job.queue for job in jobs}:
             self.bus.publish(Event(JOBS, queue))
         for job in jobs:
@@ -99,6 +107,69 @@ class JobService:
         details = {"status": job.status.value, "note": note}
         self._audit("job_resolved", job_id, actor, client, details)
         return job
+
+    def start_external(
+        self,
+        automation: str,
+        payload: dict[str, Any],
+        *,
+        worker_id: str,
+        task_id: str,
+        timeout: float,
+        client: str | None = None,
+    ) -> ClaimedJob:
+        """Record a task a standby worker runs as a running job (one attempt, no retry)."""
+        job = self.store.start_external(
+            NewJob(
+                automation=automation,
+                payload=payload,
+                queue=EXTERNAL_QUEUE,
+                idempotency_key=f"external:{worker_id}:{task_id}",
+                max_attempts=1,
+                timeout=timeout,
+                created_by=f"worker:{worker_id}",
+            ),
+            worker_id,
+            # Nobody renews it: a standby that dies leaves the job to fail when this runs out.
+            lease_ttl=timeout + EXTERNAL_LEASE_MARGIN,
+        )
+        self._audit("job_started_externally", job.id, f"worker:{worker_id}", client)
+        return job
+
+    def finish_external(
+        self,
+        job_id: int,
+        attempt: int,
+        *,
+        worker_id: str,
+        outcome: Outcome,
+        result: Any,
+        error: dict[str, Any] | None,
+        client: str | None = None,
+    ) -> JobStatus:
+        """Close the attempt a standby worker ran; ``LeaseLost`` when it is not its any more."""
+        job = self.store.claimed_job(job_id, attempt, worker_id)
+        if job is None:
+            raise LeaseLost(f"worker {worker_id} does not hold job {job_id} attempt {attempt}")
+        (status,) = self.store.finish(
+            [
+                Completion(
+                    job_id,
+                    attempt,
+                    outcome,
+                    job.max_attempts,
+                    job.idempotent,
+                    attempt_base=job.attempt_base,
+                    result=result,
+                    error=error,
+                )
+            ]
+        )
+        if status is None:
+            raise LeaseLost(f"job {job_id} attempt {attempt} was closed meanwhile")
+        details = {"outcome": outcome.value, "status": status.value}
+        self._audit("job_finished_externally", job_id, f"worker:{worker_id}", client, details)
+        return status
 
     def _audit(
         self,

@@ -20,6 +20,7 @@ from botyard.bearer import bearer_matches
 from botyard.errors import StandbyError, TaskBusy, TaskRejected
 from botyard.orchestrator.errors import error_body
 from botyard.settings import StandbySettings
+from botyard.standby.record import OrchestratorRecorder
 from botyard.standby.task import TaskOutcome, TaskRunner, parse_task
 
 log = logging.getLogger("botyard.standby")
@@ -108,7 +109,8 @@ def serve(settings: StandbySettings, *, keep_running: bool = False) -> int:
         if not keep_running and server is not None:
             server.should_exit = True
 
-    runner = TaskRunner(settings, on_end)
+    recorder = OrchestratorRecorder(settings) if settings.orchestrator_url else None
+    runner = TaskRunner(settings, on_end, recorder)
     app = create_standby_app(settings, runner)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level="warning", lifespan="off"
@@ -121,6 +123,8 @@ def serve(settings: StandbySettings, *, keep_running: bool = False) -> int:
         "" if settings.auth_token else " (no TASK_AUTH_TOKEN: anyone who reaches it may post)",
     )
     server.run()
+    if recorder is not None:
+        recorder.close()
     if keep_running or not ended:
         return 0
     return 0 if ended[-1].succeeded else 1

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from botyard.errors import StandbyError, TaskBusy, TaskRejected
 from botyard.processes import kill_tree
@@ -26,6 +26,14 @@ log = logging.getLogger("botyard.standby")
 
 # A plain file name: no directory, no leading dot, nothing a shell or a path would interpret.
 _SCRIPT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\.py$")
+
+
+class Recorder(Protocol):
+    """Where tasks are recorded as jobs (the orchestrator), if anywhere."""
+
+    def started(self, task: Task) -> Any: ...
+
+    def finished(self, recorded: Any, outcome: TaskOutcome) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +52,7 @@ class TaskOutcome:
     succeeded: bool | None = None  # None while it runs
     exit_code: int | None = None
     error: str | None = None
+    timed_out: bool = False
     result: Any = None
     output_tail: list[str] = field(default_factory=list)
 
@@ -77,10 +86,14 @@ class TaskRunner:
     """Runs at most one task at a time, in a thread of its own; reports its end to ``on_end``."""
 
     def __init__(
-        self, settings: StandbySettings, on_end: Callable[[TaskOutcome], None] | None = None
+        self,
+        settings: StandbySettings,
+        on_end: Callable[[TaskOutcome], None] | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         self.settings = settings
         self.on_end = on_end
+        self.recorder = recorder
         self.current: TaskOutcome | None = None
         self.last: TaskOutcome | None = None
         self._lock = threading.Lock()
@@ -101,6 +114,7 @@ class TaskRunner:
 
     def _run(self, outcome: TaskOutcome) -> None:
         task = outcome.task
+        recorded = self.recorder.started(task) if self.recorder else None
         log.info("task %s: fetching %s", task.id, task.script_url)
         try:
             self._execute(outcome)
@@ -118,6 +132,8 @@ class TaskRunner:
             took,
             f": {outcome.error}" if outcome.error else "",
         )
+        if self.recorder is not None and recorded is not None:
+            self.recorder.finished(recorded, outcome)
         with self._lock:
             self.current, self.last = None, outcome
         if self.on_end is not None:
@@ -178,6 +194,7 @@ class TaskRunner:
             kill_tree(proc.pid)
             proc.wait()
             outcome.error = f"timed out after {self.settings.timeout:g} s (WORKER_TIMEOUT)"
+            outcome.timed_out = True
             code = -9
         finally:
             kill_tree(proc.pid)  # whatever it left running in its group goes too

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -78,6 +79,55 @@ class SqlStore(JobReads):
 
     def submit(self, new: NewJob) -> tuple[JobRecord, bool]:
         """Store a job; with an ``idempotency_key`` already used, return the first job instead."""
+        with self.engine.begin() as conn:
+            row, created = self._insert(conn, new)
+            return job_record(row), created
+
+    def start_external(self, new: NewJob, worker_id: str, lease_ttl: float) -> ClaimedJob:
+        """Store a job that runs outside Botyard's workers (a standby task), already started.
+
+        The job is inserted and moved from queued to running in one transaction, with the same
+        values a claim sets, so the attempt closes through the usual fenced ``finish``. The
+        same ``idempotency_key`` again returns the attempt already open.
+        """
+        now = utcnow()
+        with self.engine.begin() as conn:
+            row, created = self._insert(conn, new)
+            if not created:
+                if row["status"] != _RUNNING or row["worker_id"] != worker_id:
+                    raise InvalidTransition(
+                        f"job {row['id']} is {row['status']} already", status=row["status"]
+                    )
+                return _claimed(row)
+            moved = (
+                conn.execute(
+                    update(jobs)
+                    .where(jobs.c.id == row["id"], jobs.c.status == JobStatus.QUEUED.value)
+                    .values(
+                        status=_RUNNING,
+                        attempt=jobs.c.attempt + 1,
+                        worker_id=worker_id,
+                        lease_expires_at=now + timedelta(seconds=lease_ttl),
+                        updated_at=now,
+                        started_at=now,
+                    )
+                    .returning(*jobs.c)
+                )
+                .mappings()
+                .one()
+            )
+            conn.execute(
+                attempts.insert().values(
+                    job_id=moved["id"],
+                    number=moved["attempt"],
+                    worker_id=worker_id,
+                    started_at=now,
+                    ready_at=moved["not_before"],
+                )
+            )
+            return _claimed(moved)
+
+    def _insert(self, conn: Connection, new: NewJob) -> tuple[Any, bool]:
         now = utcnow()
         values = {
             "automation": new.automation,
@@ -101,16 +151,15 @@ class SqlStore(JobReads):
         insert = (postgresql.insert if self.is_postgres else sqlite.insert)(jobs).values(values)
         if new.idempotency_key is not None:
             insert = insert.on_conflict_do_nothing(index_elements=["idempotency_key"])
-        with self.engine.begin() as conn:
-            row = conn.execute(insert.returning(*jobs.c)).mappings().first()
-            if row is not None:
-                return job_record(row), True
-            existing = (
-                conn.execute(select(jobs).where(jobs.c.idempotency_key == new.idempotency_key))
-                .mappings()
-                .one()
-            )
-            return job_record(existing), False
+        row = conn.execute(insert.returning(*jobs.c)).mappings().first()
+        if row is not None:
+            return row, True
+        existing = (
+            conn.execute(select(jobs).where(jobs.c.idempotency_key == new.idempotency_key))
+            .mappings()
+            .one()
+        )
+        return existing, False
 
     # -- the worker's side --------------------------------------------------
 
@@ -334,7 +383,9 @@ class SqlStore(JobReads):
         allowed = [s.value for s in RETRYABLE_BY_PERSON]
         return self._person_move(job_id, allowed, "retried", _requeue_values(utcnow()))
 
-    def retry_failed(self, filters: JobFilter, *, limit: int = 1000) -> list[JobRecord]:
+    def retry_failed(
+        self, filters: JobFilter, *, limit: int = 1000, skip_queues: Sequence[str] = ()
+    ) -> list[JobRecord]:
         """Queue again every failed job that matches ``filters`` (seed 004's bulk retry)."""
         failed = JobFilter(
             status=JobStatus.FAILED,
@@ -344,6 +395,8 @@ class SqlStore(JobReads):
             since=filters.since,
         )
         chosen = select(jobs.c.id).where(where_matching(failed)).order_by(jobs.c.id).limit(limit)
+        if skip_queues:
+            chosen = chosen.where(jobs.c.queue.not_in(list(skip_queues)))
         with self.engine.begin() as conn:
             rows = conn.execute(
                 update(jobs)
@@ -399,6 +452,10 @@ class SqlStore(JobReads):
                     status=current["status"],
                 )
             return job_record(row)
+
+
+def _claimed(row: Any) -> ClaimedJob:
+    return ClaimedJob(**{f.name: row[f.name] for f in fields(ClaimedJob)})
 
 
 def _requeue_values(now: datetime) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 Every request must come from an address in ``AUTHORIZED_WORKER_IPS`` (IPs and CIDRs, IPv4 and
 IPv6; loopback only in development mode), else 403 ``Unauthorized IP address``. Everything but
-``/health`` also needs the bearer token shared with the orchestrator (``BOTYARD_AGENT_TOKEN``).
+``/health`` also needs the bearer token shared with the orchestrator (``BOTYARD_WORKER_TOKEN``).
 The peer address is the socket's: the agent's server ignores ``X-Forwarded-For``.
 """
 
@@ -72,7 +72,7 @@ def check_agent_settings(settings: AgentSettings, *, development: bool) -> None:
         )
     if settings.token is None:
         raise ConfigurationError(
-            "BOTYARD_AGENT_TOKEN is not set: the agent needs the token the orchestrator sends"
+            "BOTYARD_WORKER_TOKEN is not set: the agent needs the token the orchestrator sends"
         )
 
 
