@@ -293,15 +293,15 @@ class StandbySettings(BaseSettings):
     download_timeout: float = Field(default=30.0, gt=0, validation_alias="STANDBY_DOWNLOAD_TIMEOUT")
     max_script_bytes: int = 5 * 1024 * 1024
     max_payload_bytes: int = 1024 * 1024
-    # Where each task and its outcome are recorded as a job (optional), and as whom.
+    # Where each task and its outcome are recorded as a job (optional; with the worker token of
+    # AgentSettings), and as whom.
     orchestrator_url: str | None = Field(default=None, validation_alias="BOTYARD_URL")
-    worker_token: SecretStr | None = Field(default=None, validation_alias="BOTYARD_WORKER_TOKEN")
     worker_id: str = Field(
         default_factory=lambda: f"standby-{socket.gethostname()}",
         validation_alias="BOTYARD_WORKER_ID",
     )
 
-    @field_validator("auth_token", "ca_bundle", "orchestrator_url", "worker_token", mode="before")
+    @field_validator("auth_token", "ca_bundle", "orchestrator_url", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

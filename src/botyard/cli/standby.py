@@ -6,7 +6,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from botyard.settings import StandbySettings
+from botyard.settings import AgentSettings, StandbySettings
 
 console = Console(stderr=True)
 
@@ -28,6 +28,7 @@ def standby(
 
     try:
         settings = StandbySettings()
+        worker_token = AgentSettings().token  # BOTYARD_WORKER_TOKEN, to record tasks as jobs
     except ValidationError as exc:
         console.print(str(exc), style="red", markup=False, highlight=False)
         raise typer.Exit(2) from exc
@@ -35,7 +36,7 @@ def standby(
         settings.host = host
     if port:
         settings.port = port
-    raise typer.Exit(serve(settings, keep_running=keep_running))
+    raise typer.Exit(serve(settings, keep_running=keep_running, worker_token=worker_token))
 
 
 def register(app: typer.Typer) -> None:

@@ -22,7 +22,6 @@ import httpx
 
 from botyard.bus.base import JOBS, Bus, Event
 from botyard.errors import BotyardError
-from botyard.jobs import Outcome
 from botyard.orchestrator.health import stale_after
 from botyard.settings import Settings
 from botyard.store.records import ClaimedJob, Completion, WorkerRecord
@@ -178,19 +177,7 @@ class AgentDispatcher:
 
     def _release(self, jobs: list[ClaimedJob]) -> None:
         """Back to the queue, no attempt spent; other workers are woken for them."""
-        self.store.finish(
-            [
-                Completion(
-                    job_id=j.id,
-                    attempt=j.attempt,
-                    outcome=Outcome.RELEASED,
-                    max_attempts=j.max_attempts,
-                    idempotent=j.idempotent,
-                    attempt_base=j.attempt_base,
-                )
-                for j in jobs
-            ]
-        )
+        self.store.finish([Completion.release(j) for j in jobs])
         for queue in {j.queue for j in jobs}:
             self.bus.publish(Event(JOBS, queue))
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from pydantic import SecretStr
 
 from botyard.settings import StandbySettings
 from botyard.standby.task import Task, TaskOutcome
@@ -33,9 +34,9 @@ def automation_name(script_name: str) -> str:
 
 
 class OrchestratorRecorder:
-    def __init__(self, settings: StandbySettings) -> None:
+    def __init__(self, settings: StandbySettings, worker_token: SecretStr | None) -> None:
         assert settings.orchestrator_url is not None
-        token = settings.worker_token.get_secret_value() if settings.worker_token else ""
+        token = worker_token.get_secret_value() if worker_token else ""
         self.settings = settings
         self.http = httpx.Client(
             base_url=settings.orchestrator_url.rstrip("/"),

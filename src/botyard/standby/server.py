@@ -15,6 +15,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import SecretStr
 
 from botyard.bearer import bearer_matches
 from botyard.errors import StandbyError, TaskBusy, TaskRejected
@@ -99,7 +100,12 @@ def _outcome(outcome: TaskOutcome) -> dict[str, Any]:
     }
 
 
-def serve(settings: StandbySettings, *, keep_running: bool = False) -> int:
+def serve(
+    settings: StandbySettings,
+    *,
+    keep_running: bool = False,
+    worker_token: SecretStr | None = None,
+) -> int:
     """Serve until a task ends (or forever with ``keep_running``); the exit code to use."""
     ended: list[TaskOutcome] = []
     server: uvicorn.Server | None = None
@@ -109,7 +115,7 @@ def serve(settings: StandbySettings, *, keep_running: bool = False) -> int:
         if not keep_running and server is not None:
             server.should_exit = True
 
-    recorder = OrchestratorRecorder(settings) if settings.orchestrator_url else None
+    recorder = OrchestratorRecorder(settings, worker_token) if settings.orchestrator_url else None
     runner = TaskRunner(settings, on_end, recorder)
     app = create_standby_app(settings, runner)
     config = uvicorn.Config(

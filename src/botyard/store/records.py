@@ -133,6 +133,18 @@ class Completion:
     result: Any = None
     error: dict[str, Any] | None = None
 
+    @classmethod
+    def release(cls, job: ClaimedJob) -> Completion:
+        """Hand a claimed job back to the queue without spending an attempt."""
+        return cls(
+            job_id=job.id,
+            attempt=job.attempt,
+            outcome=Outcome.RELEASED,
+            max_attempts=job.max_attempts,
+            idempotent=job.idempotent,
+            attempt_base=job.attempt_base,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Activity:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import fields
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -20,27 +20,25 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from botyard.errors import InvalidTransition
 from botyard.jobs import (
-    CANCELLABLE,
-    RESOLVABLE,
-    RETRYABLE_BY_PERSON,
     JobStatus,
     Outcome,
     decide,
 )
 from botyard.store import claims
 from botyard.store.accounts import AuditLog, Users
+from botyard.store.actions import PersonActions
 from botyard.store.completions import Closing, close
 from botyard.store.engine import build_engine, upgrade
+from botyard.store.fence import close_attempt, fenced
 from botyard.store.figures import Figures
 from botyard.store.leases import Leases
 from botyard.store.maintenance import MaintenanceLog, MetricsHistory
 from botyard.store.privacy import PrivacyRequests
-from botyard.store.reads import JobReads, job_record, where_matching
+from botyard.store.reads import job_record
 from botyard.store.records import (
     Activity,
     ClaimedJob,
     Completion,
-    JobFilter,
     JobRecord,
     NewJob,
 )
@@ -50,8 +48,11 @@ from botyard.store.workers import Workers
 _RUNNING = JobStatus.RUNNING.value
 
 
-class SqlStore(JobReads):
-    """Jobs, attempts, steps, logs and evidence; workers, users and the audit log hang off it."""
+class SqlStore(PersonActions):
+    """Jobs, attempts, steps, logs and evidence; workers, users and the audit log hang off it.
+
+    Reads come from ``JobReads`` and a person's actions from ``PersonActions``.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -211,7 +212,7 @@ class SqlStore(JobReads):
         now = utcnow()
         with self.engine.begin() as conn:
             kept = conn.execute(
-                _fenced(update(jobs), job_id, attempt)
+                fenced(update(jobs), job_id, attempt)
                 .values(side_effect=func.coalesce(jobs.c.side_effect, name), updated_at=now)
                 .returning(jobs.c.id)
             ).first()
@@ -310,13 +311,13 @@ class SqlStore(JobReads):
                 else:
                     values["finished_at"] = now
                 kept = conn.execute(
-                    _fenced(update(jobs), row.id, row.attempt)
+                    fenced(update(jobs), row.id, row.attempt)
                     .where(jobs.c.lease_expires_at < now)
                     .values(values)
                     .returning(jobs.c.id)
                 ).first()
                 if kept is not None:
-                    _close_attempt(conn, row.id, row.attempt, Outcome.LEASE_EXPIRED, error, now)
+                    close_attempt(conn, row.id, row.attempt, Outcome.LEASE_EXPIRED, error, now)
                     recovered.append((row.id, decision.status))
         return recovered
 
@@ -338,92 +339,13 @@ class SqlStore(JobReads):
         past = utcnow() - timedelta(seconds=1)
         with self.engine.begin() as conn:
             changed = conn.execute(
-                _fenced(update(jobs), job_id, attempt)
+                fenced(update(jobs), job_id, attempt)
                 .where(jobs.c.worker_id == worker_id)
                 .values(lease_expires_at=past)
             ).rowcount
         return bool(changed)
 
-    # -- a person's actions -------------------------------------------------
-
-    def cancel(self, job_id: int) -> JobRecord:
-        """Cancel a queued or running job; a running attempt loses its lease at once."""
-        now = utcnow()
-        with self.engine.begin() as conn:
-            current = self._get_row(conn, job_id)
-            status = JobStatus(current["status"])
-            if status not in CANCELLABLE:
-                raise InvalidTransition(
-                    f"job {job_id} is {status.value} and cannot be cancelled", status=status.value
-                )
-            row = (
-                conn.execute(
-                    update(jobs)
-                    .where(jobs.c.id == job_id, jobs.c.status.in_([s.value for s in CANCELLABLE]))
-                    .values(
-                        status=JobStatus.CANCELLED.value,
-                        updated_at=now,
-                        finished_at=now,
-                        lease_expires_at=None,
-                    )
-                    .returning(*jobs.c)
-                )
-                .mappings()
-                .first()
-            )
-            if row is None:  # it moved on between the read and the write
-                raise InvalidTransition(f"job {job_id} changed status; try again")
-            if status is JobStatus.RUNNING:
-                error = {"type": "Cancelled", "message": "cancelled while running"}
-                _close_attempt(conn, job_id, current["attempt"], Outcome.CANCELLED, error, now)
-            return job_record(row)
-
-    def retry(self, job_id: int) -> JobRecord:
-        """Queue a failed or ``needs_review`` job again with a fresh budget of attempts."""
-        allowed = [s.value for s in RETRYABLE_BY_PERSON]
-        return self._person_move(job_id, allowed, "retried", _requeue_values(utcnow()))
-
-    def retry_failed(
-        self, filters: JobFilter, *, limit: int = 1000, skip_queues: Sequence[str] = ()
-    ) -> list[JobRecord]:
-        """Queue again every failed job that matches ``filters`` (seed 004's bulk retry)."""
-        failed = JobFilter(
-            status=JobStatus.FAILED,
-            automation=filters.automation,
-            provider=filters.provider,
-            queue=filters.queue,
-            since=filters.since,
-        )
-        chosen = select(jobs.c.id).where(where_matching(failed)).order_by(jobs.c.id).limit(limit)
-        if skip_queues:
-            chosen = chosen.where(jobs.c.queue.not_in(list(skip_queues)))
-        with self.engine.begin() as conn:
-            rows = conn.execute(
-                update(jobs)
-                .where(
-                    jobs.c.id.in_(chosen.scalar_subquery()), jobs.c.status == JobStatus.FAILED.value
-                )
-                .values(_requeue_values(utcnow()))
-                .returning(*jobs.c)
-            ).mappings()
-            return sorted((job_record(r) for r in rows), key=lambda j: j.id)
-
-    def resolve(self, job_id: int, *, succeeded: bool, note: str, actor: str | None) -> JobRecord:
-        """Close a ``needs_review`` job as succeeded or failed, with a person's note."""
-        now = utcnow()
-        status = JobStatus.SUCCEEDED if succeeded else JobStatus.FAILED
-        resolution = {"status": status.value, "note": note, "by": actor, "at": now.isoformat()}
-        return self._person_move(
-            job_id,
-            [s.value for s in RESOLVABLE],
-            "resolved",
-            {
-                "status": status.value,
-                "resolution": resolution,
-                "finished_at": now,
-                "updated_at": now,
-            },
-        )
+    # -- evidence -----------------------------------------------------------
 
     def delete_evidence(self, ids: Sequence[int]) -> int:
         if not ids:
@@ -431,71 +353,9 @@ class SqlStore(JobReads):
         with self.engine.begin() as conn:
             return int(conn.execute(evidence.delete().where(evidence.c.id.in_(list(ids)))).rowcount)
 
-    def _person_move(
-        self, job_id: int, allowed: list[str], verb: str, values: dict[str, Any]
-    ) -> JobRecord:
-        with self.engine.begin() as conn:
-            row = (
-                conn.execute(
-                    update(jobs)
-                    .where(jobs.c.id == job_id, jobs.c.status.in_(allowed))
-                    .values(values)
-                    .returning(*jobs.c)
-                )
-                .mappings()
-                .first()
-            )
-            if row is None:
-                current = self._get_row(conn, job_id)
-                raise InvalidTransition(
-                    f"job {job_id} is {current['status']} and cannot be {verb}",
-                    status=current["status"],
-                )
-            return job_record(row)
-
 
 def _claimed(row: Any) -> ClaimedJob:
     return ClaimedJob(**{f.name: row[f.name] for f in fields(ClaimedJob)})
-
-
-def _requeue_values(now: datetime) -> dict[str, Any]:
-    """A person sends a job back to the queue: a fresh attempt budget, no side effect yet."""
-    return {
-        "status": JobStatus.QUEUED.value,
-        "attempt_base": jobs.c.attempt,
-        "not_before": now,
-        "worker_id": None,
-        "side_effect": None,
-        "result": None,
-        "finished_at": None,
-        "updated_at": now,
-    }
-
-
-def _fenced(stmt: Any, job_id: int, attempt: int) -> Any:
-    """Restrict a write to the attempt that holds the job: the fence every attempt write passes."""
-    return stmt.where(jobs.c.id == job_id, jobs.c.attempt == attempt, jobs.c.status == _RUNNING)
-
-
-def _close_attempt(
-    conn: Connection,
-    job_id: int,
-    attempt: int,
-    outcome: Outcome,
-    error: dict[str, Any] | None,
-    now: datetime,
-) -> None:
-    conn.execute(
-        update(attempts)
-        .where(attempts.c.job_id == job_id, attempts.c.number == attempt)
-        .values(outcome=outcome.value, error=error, finished_at=now)
-    )
-    step_status = "done" if outcome is Outcome.SUCCEEDED else "failed"
-    conn.execute(
-        update(steps)
-        .where(steps.c.job_id == job_id, steps.c.attempt == attempt, steps.c.status == "running")
-        .values(status=step_status, finished_at=now)
-    )
 
 
 def open_store(

@@ -420,12 +420,5 @@ class PullWorker:
         log.info("worker %s stopped: %s", cfg.worker_id, self.stats.as_dict())
 
     def _release(self, job: ClaimedJob) -> None:
-        completion = Completion(
-            job_id=job.id,
-            attempt=job.attempt,
-            outcome=Outcome.RELEASED,
-            max_attempts=job.max_attempts,
-            idempotent=job.idempotent,
-            attempt_base=job.attempt_base,
-        )
+        completion = Completion.release(job)
         self.writer.finish(completion, lambda _c, _s: self.bus.publish(Event(JOBS, job.queue)))
