@@ -33,6 +33,7 @@ log = logging.getLogger("botyard.dispatch")
 _BACKOFF_FULL = 1.0  # an agent that answered 429 is left alone this long
 _BACKOFF_DOWN = 5.0  # and one that could not be reached this long
 _FORGET_GRACE = timedelta(seconds=15)  # an attempt this young may still be on its way
+_AGENTS_FOR = 1.0  # the agents list is re-read from the store this often while busy
 
 
 class AgentUnreachable(BotyardError):
@@ -61,6 +62,8 @@ class AgentDispatcher:
         headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
         self.http = httpx.Client(timeout=settings.agent.request_timeout, headers=headers)
         self._resting: dict[str, float] = {}  # agent id -> monotonic time it may be tried again
+        self._agents: list[WorkerRecord] = []
+        self._agents_until = 0.0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="botyard-dispatch", daemon=True)
@@ -119,8 +122,13 @@ class AgentDispatcher:
     # -- dispatching ---------------------------------------------------------------------
 
     def online_agents(self) -> list[WorkerRecord]:
-        now, stale = datetime.now(UTC), stale_after(self.settings)
-        return [a for a in self.store.workers.agents() if Workers.is_online(a, now, stale)]
+        """Agents with a recent heartbeat, read from the store at most every second."""
+        now = time.monotonic()
+        if now >= self._agents_until:
+            self._agents = self.store.workers.agents()
+            self._agents_until = now + _AGENTS_FOR
+        moment, stale = datetime.now(UTC), stale_after(self.settings)
+        return [a for a in self._agents if Workers.is_online(a, moment, stale)]
 
     def dispatch(self) -> list[Pushed]:
         """One round: fill every agent's free slots with runnable jobs it can run."""
@@ -197,6 +205,7 @@ class AgentDispatcher:
             raise AgentUnreachable(f"{url} is not an agent of this store (id {worker_id!r})")
         record = self.store.workers.get(worker_id)
         assert record is not None
+        self._agents_until = 0.0  # read the list again at the next round
         self.wake()
         return record
 

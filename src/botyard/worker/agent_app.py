@@ -169,7 +169,8 @@ def create_agent_app(agent: AgentWorker, settings: AgentSettings, *, development
         return JSONResponse(_job_body(state))
 
     @app.post("/execute", status_code=202)
-    def execute(body: ExecuteIn) -> JSONResponse:
+    async def execute(body: ExecuteIn) -> JSONResponse:
+        # In the event loop, not a thread: one primary-key read, and no thread-pool hop.
         try:
             state = agent.accept(body.job_id, body.attempt)
         except AgentFull as exc:
