@@ -50,16 +50,18 @@ def test_the_allowlist_sees_the_real_source_address(system: System) -> None:
     from_two = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"))
     from_one = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.1"))
     with from_one, from_two:
-        refused = from_one.get(f"{url}/health")
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        refused = from_one.get(f"{url}/status", headers=auth)
         assert refused.status_code == 403
         assert refused.json()["detail"] == "Unauthorized IP address"
-        spoofed = from_one.get(f"{url}/health", headers={"X-Forwarded-For": "127.0.0.2"})
+        spoofed = from_one.get(f"{url}/status", headers={**auth, "X-Forwarded-For": "127.0.0.2"})
         assert spoofed.status_code == 403  # the agent ignores forwarding headers
+        # Loopback reaches /health, and only /health: the container's own health probe.
+        assert from_one.get(f"{url}/health").status_code == 200
 
         health = from_two.get(f"{url}/health").json()
         assert health["status"] == "healthy" and health["active_jobs"] == 0
         assert from_two.get(f"{url}/status").status_code == 401  # the token is needed too
-        auth = {"Authorization": f"Bearer {TOKEN}"}
         status = from_two.get(f"{url}/status", headers=auth).json()
         assert status["worker_id"] == "agent-ip" and status["status"] == "online"
         assert status["capacity"] == {"max_concurrent": 2, "current_load": 0}
@@ -127,3 +129,20 @@ def test_an_agent_no_one_could_safely_call_does_not_start(system: System, ips: s
     result = system.run("agent", "--automations", AUTOMATIONS, "--port", str(_free_port()))
     assert result.returncode == 2
     assert "AUTHORIZED_WORKER_IPS" in result.stderr
+
+
+def test_sigterm_lets_the_agents_running_job_finish(
+    system: System, store_for: SqlStore, tmp_path: Path
+) -> None:
+    start_agent(system, "agent-graceful")
+    system.server()
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    job_id = system.submit("accept.sleepy", {"seconds": 2, "marker_dir": str(markers)})
+    system.wait_for(lambda: any(markers.glob(f"{job_id}-1.started")), 30, "the job to start")
+    agent = next(p for p in system.procs if "agent" in p.args)  # type: ignore[operator]
+    agent.send_signal(signal.SIGTERM)
+    assert agent.wait(30) == 0
+    job = store_for.get_job(job_id)
+    assert job.status.value == "succeeded"
+    assert [a.worker_id for a in job.attempts] == ["agent-graceful"]

@@ -268,3 +268,21 @@ def test_tasks_are_recorded_as_jobs_on_the_orchestrator(
     assert "portal said no" in detail["error"]["output_tail"]  # type: ignore[index]
     refused = system.api("POST", f"/jobs/{failed['id']}/retry")
     assert refused.status_code == 409 and "send the task again" in refused.json()["detail"]
+
+
+def test_sigterm_during_a_task_kills_it_and_exits_1(
+    standby: Standby, scripts: str, tmp_path: Path
+) -> None:
+    proc, base = standby()
+    pid_file = tmp_path / "pid"
+    assert _task(base, f"{scripts}/hang.py", {"pid_file": str(pid_file)}).status_code == 202
+    deadline = time.monotonic() + 20
+    while not pid_file.exists():
+        assert time.monotonic() < deadline, "the script did not start"
+        time.sleep(0.05)
+    proc.terminate()
+    assert proc.wait(30) == 1
+    grandchild = int(pid_file.read_text())
+    assert not psutil.pid_exists(grandchild) or (
+        psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE
+    )

@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 from sqlalchemy import update
@@ -103,7 +104,7 @@ def test_a_full_agent_answers_429_and_the_job_goes_back_unspent(
     # The agent claims more room than it has: it refuses, and the job is released unspent.
     with store.engine.begin() as conn:
         conn.execute(update(workers).where(workers.c.id == "agent-int").values(capacity=2))
-    dispatcher._resting.clear()
+    dispatcher.refresh()
     assert dispatcher.dispatch() == []
     released = store.get_job(second.id)
     assert released.status is JobStatus.QUEUED
@@ -141,3 +142,30 @@ def test_an_unreachable_agent_is_left_to_its_lease(
     report = dispatcher.poll_agents(grace=timedelta(0))
     assert report == {"forgotten": [], "unreachable": ["agent-int"]}
     assert store.get_job(job.id).status is JobStatus.RUNNING  # its lease decides, not a guess
+
+
+def test_a_push_without_an_answer_is_not_released(
+    store: SqlStore,
+    agent: AgentWorker,
+    dispatcher: AgentDispatcher,
+    monkeypatch: pytest.MonkeyPatch,
+    wait_until: Any,
+) -> None:
+    """The agent takes the job but answers too late: releasing it could run it twice."""
+    accept = agent.accept
+
+    def slow_accept(job_id: int, attempt: int) -> Any:
+        state = accept(job_id, attempt)
+        time.sleep(1.0)  # longer than the dispatcher waits
+        return state
+
+    monkeypatch.setattr(agent, "accept", slow_accept)
+    dispatcher.http.timeout = httpx.Timeout(0.3)
+    job, _ = store.submit(NewJob(automation="tests.ok", payload={"name": "late"}))
+    assert dispatcher.dispatch() == []  # no 202 seen
+    held = store.get_job(job.id)  # not released: still the agent's (or done by it already)
+    assert held.status in (JobStatus.RUNNING, JobStatus.SUCCEEDED)
+    assert held.worker_id == "agent-int"
+    wait_until(lambda: store.get_job(job.id).status is JobStatus.SUCCEEDED, timeout=20)
+    ran = store.get_job(job.id).attempts
+    assert [(a.worker_id, a.outcome) for a in ran] == [("agent-int", "succeeded")]  # once

@@ -11,7 +11,7 @@ from tests.api_helpers import assert_error_shape
 from botyard.errors import UnsafeUrl
 from botyard.settings import StandbySettings
 from botyard.standby import TaskRunner, create_standby_app
-from botyard.standby.fetch import check_url
+from botyard.standby.fetch import check_url, safe_url
 
 TOKEN = "standby-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -59,6 +59,10 @@ def test_a_wrong_token_is_401(client: TestClient, headers: dict[str, str]) -> No
         ({"script_url": "https://100.64.0.1/a.py", "script_name": "a.py"}, "non-public"),
         ({"script_url": "https://[::ffff:127.0.0.1]/a.py", "script_name": "a.py"}, "non-public"),
         ({"script_url": "https://localhost/a.py", "script_name": "a.py"}, "non-public"),
+        ({"script_url": "https://[64:ff9b::a00:1]/a.py", "script_name": "a.py"}, "non-public"),
+        ({"script_url": "https://[2002:7f00:1::]/a.py", "script_name": "a.py"}, "non-public"),
+        ({"script_url": "https://[::7f00:1]/a.py", "script_name": "a.py"}, "non-public"),
+        ({"script_url": "https://[fec0::1]/a.py", "script_name": "a.py"}, "non-public"),
         ({"script_url": PUBLIC}, "script_name must be"),
         ({"script_url": PUBLIC, "script_name": "../a.py"}, "script_name must be"),
         ({"script_url": PUBLIC, "script_name": "dir/a.py"}, "script_name must be"),
@@ -94,3 +98,8 @@ def test_private_addresses_pass_only_when_allowed() -> None:
         check_url("https://127.0.0.1:8443/a.py", allow_private=False)
     assert check_url("https://127.0.0.1:8443/a.py", allow_private=True) == ("127.0.0.1", 8443)
     assert check_url(PUBLIC, allow_private=False) == ("8.8.8.8", 443)
+
+
+def test_urls_lose_their_query_and_credentials_in_messages() -> None:
+    signed = "https://user:pw@scripts.example.com:8443/a.py?X-Amz-Signature=abc#frag"
+    assert safe_url(signed) == "https://scripts.example.com:8443/a.py"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 from pathlib import Path
@@ -72,6 +73,20 @@ def agent(
     app = create_agent_app(worker, ags, development=development)
     thread = threading.Thread(target=worker.run, kwargs={"install_signals": False}, daemon=True)
     thread.start()
+    # uvicorn re-raises the signal that stopped it once it has shut down. With the default
+    # handler that would kill the process before the worker hands its jobs back, so this one
+    # counts instead: the first signal ends the HTTP service and the worker stops gracefully
+    # below; another one stops waiting for the running jobs.
+    signals = 0
+
+    def on_signal(_sig: int, _frame: object) -> None:
+        nonlocal signals
+        signals += 1
+        if signals > 1:
+            worker.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
     try:
         # No proxy headers: the IP allowlist must see the socket's peer, not a header.
         uvicorn.run(

@@ -16,6 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 from typing import Any
 
 import httpx
@@ -32,12 +33,19 @@ log = logging.getLogger("botyard.dispatch")
 
 _BACKOFF_FULL = 1.0  # an agent that answered 429 is left alone this long
 _BACKOFF_DOWN = 5.0  # and one that could not be reached this long
+_BACKOFF_REFUSED = 60.0  # and one that refuses this orchestrator (token, allowlist)
 _FORGET_GRACE = timedelta(seconds=15)  # an attempt this young may still be on its way
 _AGENTS_FOR = 1.0  # the agents list is re-read from the store this often while busy
 
 
 class AgentUnreachable(BotyardError):
     """The agent did not answer."""
+
+
+class Delivery(Enum):
+    ACCEPTED = "accepted"
+    REFUSED = "refused"  # the agent did not take it: release it
+    UNKNOWN = "unknown"  # sent, no clear answer: its lease decides
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +90,11 @@ class AgentDispatcher:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def refresh(self) -> None:
+        """Re-read the agents at the next round, and try those resting again."""
+        self._agents_until = 0.0
+        self._resting.clear()
 
     def _run(self) -> None:
         subscription = self.bus.subscribe()
@@ -152,36 +165,58 @@ class AgentDispatcher:
                     limit=free,
                     lease_ttl=self.settings.lease.lease_ttl,
                 )
-                for index, job in enumerate(claimed):
-                    if self._push(agent, job):
-                        pushed.append(Pushed(job.id, job.attempt, agent.id))
-                        continue
-                    self._release(claimed[index:])  # this agent takes no more this round
-                    break
+                pending = list(claimed)
+                try:
+                    while pending and not self._stop.is_set():
+                        job = pending[0]
+                        delivery = self._push(agent, job)
+                        if delivery is Delivery.REFUSED:
+                            break  # this agent takes no more this round
+                        pending.pop(0)
+                        if delivery is Delivery.ACCEPTED:
+                            pushed.append(Pushed(job.id, job.attempt, agent.id))
+                finally:
+                    if pending:  # never reached the agent: back to the queue, no attempt spent
+                        self._release(pending)
             return pushed
 
-    def _push(self, agent: WorkerRecord, job: ClaimedJob) -> bool:
+    def _push(self, agent: WorkerRecord, job: ClaimedJob) -> Delivery:
         assert agent.endpoint is not None
         url = f"{base_url(agent.endpoint)}/execute"
         try:
             answer = self.http.post(url, json={"job_id": job.id, "attempt": job.attempt})
-        except httpx.HTTPError as exc:
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # the request never left
             log.warning("agent %s at %s unreachable: %s", agent.id, url, exc)
             self._resting[agent.id] = time.monotonic() + _BACKOFF_DOWN
-            return False
+            return Delivery.REFUSED
+        except httpx.HTTPError as exc:
+            # Sent, but no answer: the agent may be running it. Its lease and poll_agents
+            # decide; releasing it here could run it twice.
+            log.warning("agent %s did not answer for job %s: %s", agent.id, job.id, exc)
+            self._resting[agent.id] = time.monotonic() + _BACKOFF_DOWN
+            return Delivery.UNKNOWN
         if answer.status_code == 202:
             log.debug("job %s attempt %s pushed to %s", job.id, job.attempt, agent.id)
-            return True
-        rest = _BACKOFF_FULL if answer.status_code == 429 else _BACKOFF_DOWN
-        self._resting[agent.id] = time.monotonic() + rest
-        log.warning(
-            "agent %s refused job %s: HTTP %s %s",
-            agent.id,
-            job.id,
-            answer.status_code,
-            answer.text[:200],
+            return Delivery.ACCEPTED
+        code = answer.status_code
+        if code in (401, 403):  # a configuration error: the token or the allowlist
+            log.error(
+                "agent %s refuses this orchestrator (HTTP %s): check BOTYARD_WORKER_TOKEN and"
+                " AUTHORIZED_WORKER_IPS; not trying it for %g s",
+                agent.id,
+                code,
+                _BACKOFF_REFUSED,
+            )
+            self._resting[agent.id] = time.monotonic() + _BACKOFF_REFUSED
+            return Delivery.REFUSED
+        self._resting[agent.id] = time.monotonic() + (
+            _BACKOFF_FULL if code == 429 else _BACKOFF_DOWN
         )
-        return False
+        log.warning(
+            "agent %s refused job %s: HTTP %s %s", agent.id, job.id, code, answer.text[:200]
+        )
+        # 429, 409 and 422 are the agent saying no; after a 5xx it may have taken the job.
+        return Delivery.REFUSED if code < 500 else Delivery.UNKNOWN
 
     def _release(self, jobs: list[ClaimedJob]) -> None:
         """Back to the queue, no attempt spent; other workers are woken for them."""
@@ -200,12 +235,17 @@ class AgentDispatcher:
             raise AgentUnreachable(f"{url}: {exc}", endpoint=url) from exc
         if answer.status_code != 200:
             raise AgentUnreachable(f"{url}/status answered HTTP {answer.status_code}")
-        worker_id = str(answer.json().get("worker_id", ""))
-        if not worker_id or not self.store.workers.set_endpoint(worker_id, url):
+        try:
+            worker_id = str(answer.json()["worker_id"])
+        except (ValueError, KeyError, TypeError):
+            raise AgentUnreachable(f"{url}/status is not an agent's answer") from None
+        known = self.store.workers.get(worker_id)
+        if known is None or known.mode != "agent":
             raise AgentUnreachable(f"{url} is not an agent of this store (id {worker_id!r})")
+        self.store.workers.set_endpoint(worker_id, url)
         record = self.store.workers.get(worker_id)
         assert record is not None
-        self._agents_until = 0.0  # read the list again at the next round
+        self.refresh()
         self.wake()
         return record
 
@@ -241,7 +281,12 @@ class AgentDispatcher:
                 except httpx.HTTPError:
                     unreachable.append(agent.id)  # a dead agent stops renewing: leases expire
                     break
-                known = answer.status_code == 200 and answer.json().get("attempt") == attempt
+                try:
+                    reported = answer.json().get("attempt") if answer.status_code == 200 else None
+                except (ValueError, AttributeError):
+                    unreachable.append(agent.id)  # not an agent's answer: leave it to its lease
+                    break
+                known = reported == attempt
                 forgot = not known and answer.status_code in (200, 404)
                 if forgot and self.store.expire_lease(job_id, attempt, agent.id):
                     log.warning(

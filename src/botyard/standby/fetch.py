@@ -11,10 +11,11 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpcore
 
@@ -23,11 +24,34 @@ from botyard.errors import DownloadFailed, UnsafeUrl
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
+# IPv6 ranges that carry an IPv4 address or are deprecated, which ``is_global`` lets through.
+_TUNNELS = tuple(
+    ipaddress.ip_network(n)
+    for n in ("64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "::/96", "fec0::/10")
+)
+
+
 def is_public(address: IpAddress) -> bool:
-    """Routable on the internet: not loopback, private, link-local, shared, reserved, multicast."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """Routable on the internet: not loopback, private, link-local, shared, reserved, multicast.
+
+    NAT64, 6to4, IPv4-compatible and site-local IPv6 addresses count as not public: they can
+    lead to an IPv4 address inside the network.
+    """
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        elif any(address in net for net in _TUNNELS):
+            return False
     return address.is_global and not address.is_multicast
+
+
+def safe_url(url: str) -> str:
+    """``url`` without its query string and credentials, for logs and error messages."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def resolve(host: str, port: int) -> list[IpAddress]:
@@ -109,6 +133,8 @@ def fetch(
 ) -> bytes:
     """The body at ``url``; raises ``UnsafeUrl`` or ``DownloadFailed``."""
     check_url(url, allow_private=allow_private)
+    shown = safe_url(url)
+    deadline = time.monotonic() + timeout  # for the whole download, not only each read
     context = ssl.create_default_context(cafile=str(ca_bundle) if ca_bundle else None)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     limits = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
@@ -118,14 +144,16 @@ def fetch(
         try:
             with pool.stream("GET", url, extensions={"timeout": limits}) as response:
                 if response.status != 200:
-                    raise DownloadFailed(f"GET {url} answered HTTP {response.status}")
+                    raise DownloadFailed(f"GET {shown} answered HTTP {response.status}")
                 body = bytearray()
                 for chunk in response.iter_stream():
                     body += chunk
                     if len(body) > max_bytes:
                         raise DownloadFailed(f"the script is larger than {max_bytes} bytes")
+                    if time.monotonic() > deadline:
+                        raise httpcore.ReadTimeout("the download took too long")
                 return bytes(body)
         except httpcore.TimeoutException as exc:
-            raise DownloadFailed(f"GET {url} timed out after {timeout:g} s") from exc
+            raise DownloadFailed(f"GET {shown} timed out after {timeout:g} s") from exc
         except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
-            raise DownloadFailed(f"GET {url} failed: {exc}") from exc
+            raise DownloadFailed(f"GET {shown} failed: {exc}") from exc

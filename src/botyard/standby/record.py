@@ -55,10 +55,10 @@ class OrchestratorRecorder:
         try:
             answer = self.http.post("/jobs/external", json=body)
             answer.raise_for_status()
-        except httpx.HTTPError as exc:
+            recorded = Recorded(int(answer.json()["job_id"]), int(answer.json()["attempt"]))
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
             log.warning("task %s: could not record it on the orchestrator: %s", task.id, exc)
             return None
-        recorded = Recorded(answer.json()["job_id"], answer.json()["attempt"])
         log.info("task %s is job %d on the orchestrator", task.id, recorded.job_id)
         return recorded
 

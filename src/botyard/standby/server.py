@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 from datetime import datetime
 from typing import Any
 
@@ -128,9 +129,16 @@ def serve(
         settings.port,
         "" if settings.auth_token else " (no TASK_AUTH_TOKEN: anyone who reaches it may post)",
     )
+    # uvicorn re-raises the signal that stopped it once it has shut down; with the default
+    # handler that would kill this process before the running script is dealt with.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _sig, _frame: None)
     server.run()
+    interrupted = runner.interrupt()  # stopped by a signal while a task ran: kill it, record it
     if recorder is not None:
         recorder.close()
+    if interrupted is not None:
+        return 1
     if keep_running or not ended:
         return 0
     return 0 if ended[-1].succeeded else 1

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,9 +21,21 @@ from typing import Any, Protocol
 from botyard.errors import StandbyError, TaskBusy, TaskRejected
 from botyard.processes import kill_tree
 from botyard.settings import StandbySettings
-from botyard.standby.fetch import check_url, fetch
+from botyard.standby.fetch import check_url, fetch, safe_url
 
 log = logging.getLogger("botyard.standby")
+
+# Botyard's own credentials; whatever else the container holds is the script's to use.
+_BOTYARD_SECRETS = (
+    "TASK_AUTH_TOKEN",
+    "BOTYARD_WORKER_TOKEN",
+    "DATABASE_URL",
+    "JWT_SECRET",
+    "JWT_SECRET_KEY",
+    "ADMIN_PASSWORD",
+    "VALKEY_PASSWORD",
+    "REDIS_URL",
+)
 
 # A plain file name: no directory, no leading dot, nothing a shell or a path would interpret.
 _SCRIPT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\.py$")
@@ -97,6 +110,7 @@ class TaskRunner:
         self.current: TaskOutcome | None = None
         self.last: TaskOutcome | None = None
         self._lock = threading.Lock()
+        self._process: subprocess.Popen[str] | None = None
 
     @property
     def executing(self) -> bool:
@@ -114,30 +128,57 @@ class TaskRunner:
 
     def _run(self, outcome: TaskOutcome) -> None:
         task = outcome.task
-        recorded = self.recorder.started(task) if self.recorder else None
-        log.info("task %s: fetching %s", task.id, task.script_url)
+        recorded: Any = None
         try:
+            recorded = self.recorder.started(task) if self.recorder else None
+            log.info("task %s: fetching %s", task.id, safe_url(task.script_url))
             self._execute(outcome)
         except StandbyError as exc:
             outcome.succeeded, outcome.error = False, str(exc)
         except Exception as exc:  # the server must answer and exit cleanly whatever happens
             log.exception("task %s failed unexpectedly", task.id)
             outcome.succeeded, outcome.error = False, f"{type(exc).__name__}: {exc}"
-        outcome.finished_at = datetime.now(UTC)
+        finally:
+            if outcome.succeeded is None:  # interrupted (the server is stopping)
+                outcome.succeeded = False
+                outcome.error = outcome.error or "interrupted"
+            outcome.finished_at = datetime.now(UTC)
+            self._end(outcome, recorded)
+
+    def _end(self, outcome: TaskOutcome, recorded: Any) -> None:
+        assert outcome.finished_at is not None
         took = (outcome.finished_at - outcome.started_at).total_seconds()
         log.info(
             "task %s %s in %.1f s%s",
-            task.id,
+            outcome.task.id,
             "succeeded" if outcome.succeeded else "failed",
             took,
             f": {outcome.error}" if outcome.error else "",
         )
-        if self.recorder is not None and recorded is not None:
-            self.recorder.finished(recorded, outcome)
+        try:
+            if self.recorder is not None and recorded is not None:
+                self.recorder.finished(recorded, outcome)
+        except Exception:
+            log.exception("task %s: recording its outcome failed", outcome.task.id)
+        finally:
+            with self._lock:
+                self.current, self.last, self._process = None, outcome, None
+            if self.on_end is not None:
+                self.on_end(outcome)
+
+    def interrupt(self, wait: float = 30.0) -> TaskOutcome | None:
+        """Kill the running script (the server is stopping) and wait for its end to be recorded."""
         with self._lock:
-            self.current, self.last = None, outcome
-        if self.on_end is not None:
-            self.on_end(outcome)
+            current, process = self.current, self._process
+        if current is None:
+            return None
+        current.error = "interrupted: the standby server is stopping"
+        if process is not None:
+            kill_tree(process.pid)
+        deadline = time.monotonic() + wait
+        while self.current is current and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return current
 
     def _execute(self, outcome: TaskOutcome) -> None:
         task, settings = outcome.task, self.settings
@@ -159,8 +200,8 @@ class TaskRunner:
                 "BOTYARD_RESULT_FILE": str(result_file),
                 "BOTYARD_TASK_ID": task.id,
             }
-            for secret in ("TASK_AUTH_TOKEN",):  # the script has no business with the token
-                env.pop(secret, None)
+            for name in _BOTYARD_SECRETS:  # the script is not to be trusted with Botyard's keys
+                env.pop(name, None)
             code = self._spawn(outcome, [sys.executable, task.script_name], folder, env)
             outcome.exit_code = code
             if result_file.exists():
@@ -186,6 +227,8 @@ class TaskRunner:
             errors="replace",
             start_new_session=True,  # its own process group: a timeout kills all it started
         )
+        with self._lock:
+            self._process = proc
         reader = threading.Thread(target=self._relay, args=(proc, outcome), daemon=True)
         reader.start()
         try:

@@ -91,12 +91,13 @@ class AgentWorker(PullWorker):
     def _on_free(self, job: ClaimedJob, seconds: float | None) -> None:
         super()._on_free(job, seconds)
         if seconds is None:  # dropped before it ran: it lost its lease while waiting
-            self._settle(job.id, "failed", {"error": "the job lost its lease before it started"})
+            error = {"error": "the job lost its lease before it started"}
+            self._settle(job.id, job.attempt, "failed", error)
 
     def _on_done(self, completion: Completion, status: Any) -> None:
         super()._on_done(completion, status)
         if status is JobStatus.SUCCEEDED:
-            self._settle(completion.job_id, "completed", completion.result)
+            self._settle(completion.job_id, completion.attempt, "completed", completion.result)
         else:
             error = completion.error or {}
             result = {
@@ -105,13 +106,17 @@ class AgentWorker(PullWorker):
                 "outcome": completion.outcome.value,
                 "job_status": status.value if status is not None else "lost",
             }
-            self._settle(completion.job_id, "failed", result)
+            self._settle(completion.job_id, completion.attempt, "failed", result)
 
-    def _settle(self, job_id: int, status: str, result: Any) -> None:
+    def _settle(self, job_id: int, attempt: int, status: str, result: Any) -> None:
         with self._jobs_lock:
             state = self.jobs.get(job_id)
-            if state is None:
+            if state is None or state.attempt != attempt:  # a later attempt is here now
                 return
             state.status, state.result, state.end_time = status, result, datetime.now(UTC)
-            while len(self.jobs) > _REMEMBERED:
-                self.jobs.popitem(last=False)
+            self.jobs.move_to_end(job_id)
+            # Forget the oldest finished jobs; a running job is never forgotten, or the
+            # orchestrator's poll would take it for lost.
+            finished = [j for j, s in self.jobs.items() if s.status != "running"]
+            for old in finished[: max(0, len(self.jobs) - _REMEMBERED)]:
+                del self.jobs[old]

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -116,7 +117,9 @@ def create_agent_app(agent: AgentWorker, settings: AgentSettings, *, development
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         host = request.client.host if request.client else None
-        if not is_authorised(host, networks, development=development):
+        # The container's own health probe comes from loopback: /health only, nothing else.
+        probe = request.url.path == "/health" and is_authorised(host, [], development=True)
+        if not probe and not is_authorised(host, networks, development=development):
             body = error_body("Unauthorized IP address", "PermissionDenied")
             return JSONResponse(body, status_code=403)
         authorization = request.headers.get("authorization", "")
@@ -170,9 +173,9 @@ def create_agent_app(agent: AgentWorker, settings: AgentSettings, *, development
 
     @app.post("/execute", status_code=202)
     async def execute(body: ExecuteIn) -> JSONResponse:
-        # In the event loop, not a thread: one primary-key read, and no thread-pool hop.
         try:
-            state = agent.accept(body.job_id, body.attempt)
+            # A thread: a slow store must not stall /health and /status on the event loop.
+            state = await anyio.to_thread.run_sync(agent.accept, body.job_id, body.attempt)
         except AgentFull as exc:
             return JSONResponse(
                 error_body(str(exc), "AgentFull"), status_code=429, headers={"Retry-After": "1"}

@@ -13,7 +13,7 @@ from botyard.orchestrator.deps import ServiceDep, client_of, worker_token
 router = APIRouter(prefix="/jobs", tags=["external jobs"], dependencies=[Depends(worker_token)])
 
 _NAME = r"^[a-z0-9_]+\.[a-z0-9_]+$"
-_WORKER = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}$"
+_WORKER = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,99}$"  # fits created_by and the idempotency key
 
 
 class ExternalStart(BaseModel):
@@ -22,7 +22,7 @@ class ExternalStart(BaseModel):
     automation: Annotated[str, Field(pattern=_NAME, max_length=200)]
     payload: dict[str, Any] = Field(default_factory=dict)
     worker_id: Annotated[str, Field(pattern=_WORKER)]
-    task_id: Annotated[str, Field(min_length=1, max_length=100)]
+    task_id: Annotated[str, Field(min_length=1, max_length=100)]  # 9 + 100 + 1 + 100 < 255
     timeout: Annotated[float, Field(gt=0, le=7 * 86400)] = 3600.0
 
 
