@@ -249,6 +249,26 @@ class PrivacySettings(BaseSettings):
     organisation: str | None = Field(default=None, validation_alias="DATA_PROTECTION_ORGANISATION")
 
 
+class CredentialSettings(BaseSettings):
+    """Where credentials and configuration come from, besides the environment; TOTP policy."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    # Folders with one file per key: mounted Kubernetes Secrets, then ConfigMaps.
+    secrets_dirs: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, validation_alias="BOTYARD_SECRETS_DIRS"
+    )
+    config_dirs: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, validation_alias="BOTYARD_CONFIG_DIRS"
+    )
+    totp_min_validity: float = Field(default=5.0, ge=0, le=25, validation_alias="TOTP_MIN_VALIDITY")
+
+    @field_validator("secrets_dirs", "config_dirs", mode="before")
+    @classmethod
+    def _folders(cls, value: object) -> object:
+        return _split_list(value)
+
+
 class AgentSettings(BaseSettings):
     """Agent workers (seed 002's worker service) and the orchestrator's side of pushing to them."""
 
@@ -324,3 +344,4 @@ class Settings(BaseSettings):
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     standby: StandbySettings = Field(default_factory=StandbySettings)
     agent: AgentSettings = Field(default_factory=AgentSettings)
+    credentials: CredentialSettings = Field(default_factory=CredentialSettings)

@@ -1,4 +1,4 @@
-"""The composition root: builds the store, the bus and the registry from settings."""
+"""The composition root: builds the store, the bus, the registry and the credentials."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from botyard.automations.registry import Registry, load_automations
 from botyard.bus import Bus, open_bus
+from botyard.credentials import Credentials, EnvironmentSource, FolderSource, Source
+from botyard.masking import Masker
 from botyard.settings import Settings
 from botyard.store.sql import SqlStore, open_store
 
@@ -39,3 +41,12 @@ def open_runtime(
     return Runtime(
         settings=settings, store=store, bus=open_bus(settings.store.url), registry=registry
     )
+
+
+def open_credentials(settings: Settings, masker: Masker | None = None) -> Credentials:
+    """Mounted Secrets first, then ConfigMaps, then the environment."""
+    cs = settings.credentials
+    sources: list[Source] = [FolderSource(d, secret=True) for d in cs.secrets_dirs]
+    sources += [FolderSource(d, secret=False) for d in cs.config_dirs]
+    sources.append(EnvironmentSource())
+    return Credentials(sources, masker)

@@ -37,3 +37,13 @@ def evidence(ctx: JobContext, text: str) -> dict[str, str]:
         ctx.log.info("keeping %s", text)
         ctx.attach("capture.txt", text)
     return {"kept": text}
+
+
+@automation("accept.totp", timeout=60)
+def totp_login(ctx: JobContext) -> dict[str, str]:
+    """Asks the orchestrator for two codes, as a login that needs a second try would."""
+    first = ctx.totp("demo")
+    ctx.totp_consumed(False)
+    second = ctx.totp("demo")
+    ctx.totp_consumed(True)
+    return {"first": first, "second": second}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import mimetypes
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -22,6 +23,13 @@ class Channel(Protocol):
     def send(self, message: tuple[Any, ...]) -> None: ...
 
     def request(self, message: tuple[Any, ...]) -> Any: ...
+
+
+def _orchestrator() -> tuple[str, dict[str, str]]:
+    """The orchestrator's URL and the worker token's header, from the worker's environment."""
+    base = os.environ.get("BOTYARD_URL", "http://127.0.0.1:8620").rstrip("/")
+    token = os.environ.get("BOTYARD_WORKER_TOKEN", "")
+    return base, {"Authorization": f"Bearer {token}"}
 
 
 class _JobLogHandler(logging.Handler):
@@ -57,6 +65,7 @@ class JobContext:
         self.evidence_dir = evidence_dir
         self._channel = channel
         self._step: str | None = None
+        self._totp: tuple[str, str | None] | None = None
         self.log = logging.getLogger(f"botyard.job.{automation}")
         self.log.propagate = False
         self.log.setLevel(logging.DEBUG)
@@ -100,6 +109,50 @@ class JobContext:
             status = "done"
         finally:
             self._channel.send(("step_end", name, status, time.time()))
+
+    def totp(self, provider: str, account: str | None = None, *, timeout: float = 90.0) -> str:
+        """A fresh TOTP code from the orchestrator, whose time step no other job received.
+
+        The secret stays with the orchestrator (``BOTYARD_URL``); the worker's
+        ``BOTYARD_WORKER_TOKEN`` authorises the call. It may wait up to one time step.
+        """
+        import httpx
+
+        base, headers = _orchestrator()
+        body: dict[str, Any] = {"job_id": self.job_id}
+        if account:
+            body["account"] = account
+        answer = httpx.post(
+            f"{base}/totp/{provider}/code", json=body, headers=headers, timeout=timeout
+        )
+        if answer.status_code != 200:
+            detail = answer.json().get("detail") if answer.content else answer.reason_phrase
+            raise RuntimeError(f"no TOTP code for {provider}: HTTP {answer.status_code} {detail}")
+        code = answer.json()
+        self._totp = (provider, account)
+        self.log.info(
+            "TOTP code for %s (time step %s, %.0f s left)",
+            provider,
+            code["time_step"],
+            code["valid_for"],
+        )
+        return str(code["code"])
+
+    def totp_consumed(self, success: bool) -> None:
+        """Tell the orchestrator whether the portal accepted the last code (its success rate)."""
+        if self._totp is None:
+            return
+        import httpx
+
+        provider, account = self._totp
+        base, headers = _orchestrator()
+        with contextlib.suppress(httpx.HTTPError):  # a figure, not the job's business
+            httpx.post(
+                f"{base}/totp/{provider}/consumed",
+                json={"account": account, "success": success} if account else {"success": success},
+                headers=headers,
+                timeout=10,
+            )
 
     def attach(self, name: str, data: bytes | str, content_type: str | None = None) -> Path:
         """Keep a file as evidence of this attempt (and of the current step)."""

@@ -30,13 +30,15 @@ from botyard.orchestrator.routers import (
     scheduler,
     status,
     tokens,
+    totp,
     workers,
 )
 from botyard.orchestrator.scheduler import Maintenance
 from botyard.orchestrator.service import JobService
 from botyard.settings import Settings
+from botyard.totp import SqlLedger, TotpManager
 from botyard.version import __version__
-from botyard.wiring import Runtime, open_runtime
+from botyard.wiring import Runtime, open_credentials, open_runtime
 
 log = logging.getLogger("botyard.api")
 
@@ -90,6 +92,11 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         dispatcher = AgentDispatcher(rt.store, rt.bus, settings)
         dispatcher.start()
         app.state.dispatcher = dispatcher
+        app.state.totp = TotpManager(
+            open_credentials(settings, masker),
+            SqlLedger(rt.store.engine),
+            min_validity=settings.credentials.totp_min_validity,
+        )
         maintenance = Maintenance(service, settings, dispatcher)
         maintenance.start()
         app.state.maintenance = maintenance
@@ -142,6 +149,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         status.router,
         evidence.router,
         privacy.router,
+        totp.router,
     ):
         app.include_router(router)
     return app

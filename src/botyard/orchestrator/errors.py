@@ -27,12 +27,15 @@ from botyard.errors import (
     SubjectHasActiveJobs,
     UnknownAutomation,
 )
+from botyard.totp import TotpNotConfigured, TotpUnavailable
 
 log = logging.getLogger("botyard.api")
 
 _STATUS: list[tuple[type[BotyardError], int]] = [
     (JobNotFound, 404),
     (InvalidTransition, 409),
+    (TotpNotConfigured, 404),
+    (TotpUnavailable, 503),
     (LeaseLost, 409),
     (PrivacyRequestNotFound, 404),
     (PrivacyRequestClosed, 409),

@@ -263,6 +263,20 @@ privacy_requests = Table(
 )
 Index("ix_privacy_requests_status", privacy_requests.c.status, privacy_requests.c.id)
 
+# Per TOTP account (provider or provider:account): the last time step handed out, so that two
+# jobs never get the same code, and what the codes did at the portal.
+totp_ledger = Table(
+    "totp_ledger",
+    metadata,
+    Column("account", String(200), primary_key=True),
+    Column("provider", String(100), nullable=False),
+    Column("last_step", BigInteger, nullable=False),
+    Column("issued", BigInteger, nullable=False),
+    Column("succeeded", BigInteger, nullable=False),
+    Column("failed", BigInteger, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)

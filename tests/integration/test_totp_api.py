@@ -1,0 +1,47 @@
+"""``/totp``: codes for workers holding the worker token, figures for viewers, no secrets."""
+
+from __future__ import annotations
+
+import json
+
+import pyotp
+from tests.api_helpers import MakeApi, assert_error_shape, token
+
+SECRET = pyotp.random_base32()
+WORKER = {"Authorization": "Bearer totp-api-worker-token"}
+
+
+def test_codes_consumption_and_figures(make_api: MakeApi, store_url: str) -> None:
+    api = make_api(
+        store_url,
+        BOTYARD_WORKER_TOKEN="totp-api-worker-token",
+        DEMO_TOTP_SECRET=SECRET,
+        DEMO_TOTP_INTERVAL="2",
+        TOTP_MIN_VALIDITY="0.5",
+    )
+    assert api.post("/totp/demo/code").status_code == 401
+    admin = token(api, "admin", "admin-password")
+    assert api.post("/totp/demo/code", headers=admin).status_code == 401  # a person's JWT is not it
+
+    first = api.post("/totp/demo/code", json={"job_id": 1}, headers=WORKER).json()
+    second = api.post("/totp/demo/code", json={"job_id": 2}, headers=WORKER).json()
+    assert second["time_step"] > first["time_step"]  # the second waited for the next step
+    for answer in (first, second):
+        assert answer["code"] == pyotp.TOTP(SECRET, interval=2).at(answer["time_step"] * 2)
+        assert 0.5 <= answer["valid_for"] <= 2
+
+    for success in (True, False):
+        ok = api.post("/totp/demo/consumed", json={"success": success}, headers=WORKER)
+        assert ok.json() == {"status": "recorded"}
+    figures = api.get("/totp/metrics", headers=admin).json()
+    assert figures == [
+        {"provider": "demo", "issued": 2, "consumed": 2, "succeeded": 1, "failed": 1,
+         "success_rate": 0.5}
+    ]  # fmt: skip
+    assert SECRET not in json.dumps(figures)
+
+    missing = api.post("/totp/osn/code", headers=WORKER)
+    assert missing.status_code == 404 and "OSN_TOTP_SECRET" in missing.json()["detail"]
+    assert_error_shape(missing.json())
+    assert api.post("/totp/Bad-Name/code", headers=WORKER).status_code == 422
+    assert api.get("/totp/metrics").status_code == 401
