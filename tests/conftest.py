@@ -52,7 +52,8 @@ def postgres_url() -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _truncate(url: str) -> None:
+def truncate(url: str) -> None:
+    """Empty every table of the session's PostgreSQL database."""
     with psycopg.connect(_conninfo(url), autocommit=True) as conn:
         conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
 
@@ -65,7 +66,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/botyard.db"
     url: str = request.getfixturevalue("postgres_url")
-    _truncate(url)
+    truncate(url)
     return url
 
 
@@ -111,3 +112,27 @@ def _wait_until(
 def wait_until() -> WaitUntil:
     """``wait_until(predicate, timeout=10)``: poll until truthy, fail the test on timeout."""
     return _wait_until
+
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def redis_client() -> Iterator[object]:
+    """A client of the Redis (or Valkey) named by BOTYARD_TEST_REDIS_URL; skipped on a laptop
+    without one, failed in CI. Tests use key prefixes of their own and clean them up."""
+    import redis
+
+    url = os.environ.get("BOTYARD_TEST_REDIS_URL", DEFAULT_REDIS_URL)
+    client = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:
+        message = f"Redis is not reachable at {url}: {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message} (CI is set: the redis tests must run here)")
+        pytest.skip(message)
+    try:
+        yield client
+    finally:
+        client.close()

@@ -9,6 +9,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import quote
 
 from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -249,6 +250,28 @@ class PrivacySettings(BaseSettings):
     organisation: str | None = Field(default=None, validation_alias="DATA_PROTECTION_ORGANISATION")
 
 
+class RedisSettings(BaseSettings):
+    """Redis or Valkey (optional): ``REDIS_URL``, or seed 001's ``VALKEY_HOST``, ``_PORT``,
+    ``_PASSWORD``."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    valkey_host: str | None = Field(default=None, validation_alias="VALKEY_HOST")
+    valkey_port: int = Field(default=6379, ge=1, le=65535, validation_alias="VALKEY_PORT")
+    valkey_password: SecretStr | None = Field(default=None, validation_alias="VALKEY_PASSWORD")
+
+    @property
+    def url(self) -> str | None:
+        if self.redis_url:
+            return self.redis_url
+        if not self.valkey_host:
+            return None
+        password = self.valkey_password.get_secret_value() if self.valkey_password else ""
+        auth = f":{quote(password, safe='')}@" if password else ""
+        return f"redis://{auth}{self.valkey_host}:{self.valkey_port}/0"
+
+
 class CredentialSettings(BaseSettings):
     """Where credentials and configuration come from, besides the environment; TOTP policy."""
 
@@ -345,3 +368,4 @@ class Settings(BaseSettings):
     standby: StandbySettings = Field(default_factory=StandbySettings)
     agent: AgentSettings = Field(default_factory=AgentSettings)
     credentials: CredentialSettings = Field(default_factory=CredentialSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)

@@ -7,9 +7,12 @@ from dataclasses import dataclass
 from botyard.automations.registry import Registry, load_automations
 from botyard.bus import Bus, open_bus
 from botyard.credentials import Credentials, EnvironmentSource, FolderSource, Source
+from botyard.errors import ConfigurationError
 from botyard.masking import Masker
 from botyard.settings import Settings
 from botyard.store.sql import SqlStore, open_store
+from botyard.totp.ledger import Ledger, SqlLedger
+from botyard.totp.redis_ledger import RedisLedger
 
 
 @dataclass
@@ -50,3 +53,17 @@ def open_credentials(settings: Settings, masker: Masker | None = None) -> Creden
     sources += [FolderSource(d, secret=False) for d in cs.config_dirs]
     sources.append(EnvironmentSource())
     return Credentials(sources, masker)
+
+
+def open_totp_ledger(settings: Settings, store: SqlStore) -> Ledger:
+    """In Redis/Valkey when one is configured, else in the job store."""
+    url = settings.redis.url
+    if url is None:
+        return SqlLedger(store.engine)
+    try:
+        import redis
+    except ImportError as exc:
+        raise ConfigurationError(
+            "REDIS_URL or VALKEY_HOST is set but redis-py is missing: pip install 'botyard[redis]'"
+        ) from exc
+    return RedisLedger(redis.Redis.from_url(url, decode_responses=True))

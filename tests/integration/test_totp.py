@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import base64
+import secrets
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 import pyotp
 import pytest
+from tests.conftest import truncate
 
 from botyard.credentials import Credentials, EnvironmentSource
-from botyard.store import SqlStore
-from botyard.totp import SqlLedger, TotpCode, TotpManager, TotpNotConfigured, Wait
+from botyard.store import open_store
+from botyard.totp import Ledger, SqlLedger, TotpCode, TotpManager, TotpNotConfigured, Wait
+from botyard.totp.redis_ledger import RedisLedger
 
 SEEDS = {  # RFC 6238, Appendix B
     "SHA1": b"12345678901234567890",
@@ -27,6 +32,36 @@ VECTORS = [  # time, SHA1, SHA256, SHA512
 ]
 
 
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("redis", marks=pytest.mark.redis),
+    ]
+)
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
+    """The same contract on each ledger: the job store (SQLite, PostgreSQL) and Redis."""
+    if request.param == "redis":
+        client = request.getfixturevalue("redis_client")
+        prefix = f"botyard-test:{secrets.token_hex(4)}:totp:"
+        try:
+            yield RedisLedger(client, prefix=prefix)
+        finally:
+            for key in client.scan_iter(f"{prefix}*"):
+                client.delete(key)
+        return
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+        truncate(url)
+    else:
+        url = f"sqlite:///{tmp_path}/botyard.db"
+    store = open_store(url)
+    try:
+        yield SqlLedger(store.engine)
+    finally:
+        store.close()
+
+
 def _environment(**extra: str) -> dict[str, str]:
     env = {}
     for algorithm, seed in SEEDS.items():
@@ -37,11 +72,11 @@ def _environment(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def test_rfc_6238_vectors_pass_through_the_manager(store: SqlStore) -> None:
+def test_rfc_6238_vectors_pass_through_the_manager(ledger: Ledger) -> None:
     now = [0.0]
     manager = TotpManager(
         Credentials([EnvironmentSource(_environment())]),
-        SqlLedger(store.engine),
+        ledger,
         min_validity=0.0,
         clock=lambda: now[0],
     )
@@ -53,12 +88,12 @@ def test_rfc_6238_vectors_pass_through_the_manager(store: SqlStore) -> None:
             assert (answer.code, answer.time_step) == (expected, moment // 30)
 
 
-def test_a_step_is_handed_out_once_and_short_validity_waits(store: SqlStore) -> None:
+def test_a_step_is_handed_out_once_and_short_validity_waits(ledger: Ledger) -> None:
     now = [999_999_995.0]  # 25 s left in the step
     env = EnvironmentSource(
         {"ACME_TOTP_SECRET": pyotp.random_base32(), "ACME_EAST_TOTP_SECRET": pyotp.random_base32()}
     )
-    manager = TotpManager(Credentials([env]), SqlLedger(store.engine), clock=lambda: now[0])
+    manager = TotpManager(Credentials([env]), ledger, clock=lambda: now[0])
     first = manager.next_code("acme")
     assert isinstance(first, TotpCode) and first.valid_for == 25.0
     second = manager.next_code("acme")  # the same step for another job: wait for the next
@@ -74,10 +109,10 @@ def test_a_step_is_handed_out_once_and_short_validity_waits(store: SqlStore) -> 
         manager.next_code("nope")
 
 
-def test_two_jobs_at_the_same_moment_get_increasing_steps(store: SqlStore) -> None:
+def test_two_jobs_at_the_same_moment_get_increasing_steps(ledger: Ledger) -> None:
     secret = pyotp.random_base32()
     env = EnvironmentSource({"DEMO_TOTP_SECRET": secret, "DEMO_TOTP_INTERVAL": "2"})
-    manager = TotpManager(Credentials([env]), SqlLedger(store.engine), min_validity=0.2)
+    manager = TotpManager(Credentials([env]), ledger, min_validity=0.2)
     codes: list[TotpCode] = []
     start = threading.Barrier(2)
 
@@ -97,10 +132,10 @@ def test_two_jobs_at_the_same_moment_get_increasing_steps(store: SqlStore) -> No
         assert code.code == totp.at(code.time_step * 2)
 
 
-def test_consumption_gives_the_success_rate(store: SqlStore) -> None:
+def test_consumption_gives_the_success_rate(ledger: Ledger) -> None:
     now = [999_999_995.0]
     env = EnvironmentSource({"ACME_TOTP_SECRET": pyotp.random_base32()})
-    manager = TotpManager(Credentials([env]), SqlLedger(store.engine), clock=lambda: now[0])
+    manager = TotpManager(Credentials([env]), ledger, clock=lambda: now[0])
     for success in (True, True, False):
         assert isinstance(manager.next_code("acme"), TotpCode)
         manager.consumed("acme", None, success)

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import secrets
+from typing import Any
 
 import pyotp
+import pytest
 from tests.api_helpers import MakeApi, assert_error_shape, token
+
+from botyard.settings import RedisSettings
 
 SECRET = pyotp.random_base32()
 WORKER = {"Authorization": "Bearer totp-api-worker-token"}
@@ -45,3 +50,27 @@ def test_codes_consumption_and_figures(make_api: MakeApi, store_url: str) -> Non
     assert_error_shape(missing.json())
     assert api.post("/totp/Bad-Name/code", headers=WORKER).status_code == 422
     assert api.get("/totp/metrics").status_code == 401
+
+
+@pytest.mark.redis
+def test_with_redis_configured_the_ledger_lives_there(make_api: MakeApi, redis_client: Any) -> None:
+    provider = f"rtest{secrets.token_hex(3)}"
+    api = make_api(
+        BOTYARD_WORKER_TOKEN="totp-api-worker-token",
+        REDIS_URL="redis://127.0.0.1:6379/0",
+        **{f"{provider.upper()}_TOTP_SECRET": SECRET},
+    )
+    try:
+        answer = api.post(f"/totp/{provider}/code", headers=WORKER).json()
+        stored = redis_client.hgetall(f"botyard:totp:account:{provider}")
+        assert stored["last_step"] == str(answer["time_step"]) and stored["issued"] == "1"
+    finally:
+        redis_client.delete(f"botyard:totp:account:{provider}")
+        redis_client.srem("botyard:totp:accounts", provider)
+
+
+def test_seed_001s_valkey_variables_make_the_url() -> None:
+    settings = RedisSettings(VALKEY_HOST="valkey", VALKEY_PASSWORD="p@ss/word")  # type: ignore[call-arg]
+    assert settings.url == "redis://:p%40ss%2Fword@valkey:6379/0"
+    explicit = RedisSettings(REDIS_URL="redis://r:6380/1", VALKEY_HOST="v")  # type: ignore[call-arg]
+    assert explicit.url == "redis://r:6380/1"

@@ -36,9 +36,9 @@ from botyard.orchestrator.routers import (
 from botyard.orchestrator.scheduler import Maintenance
 from botyard.orchestrator.service import JobService
 from botyard.settings import Settings
-from botyard.totp import SqlLedger, TotpManager
+from botyard.totp import TotpManager
 from botyard.version import __version__
-from botyard.wiring import Runtime, open_credentials, open_runtime
+from botyard.wiring import Runtime, open_credentials, open_runtime, open_totp_ledger
 
 log = logging.getLogger("botyard.api")
 
@@ -94,7 +94,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         app.state.dispatcher = dispatcher
         app.state.totp = TotpManager(
             open_credentials(settings, masker),
-            SqlLedger(rt.store.engine),
+            open_totp_ledger(settings, rt.store),
             min_validity=settings.credentials.totp_min_validity,
         )
         maintenance = Maintenance(service, settings, dispatcher)
