@@ -64,7 +64,8 @@ class Maintenance:
     def shutdown(self) -> None:
         self._stop.set()
         if self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+            # Wait for a run in progress: it holds a store connection the caller is about to close.
+            self.scheduler.shutdown(wait=True)
         self._leadership.join(timeout=5)
         if self.is_leader:
             self.store.leases.release(LEASE, self.replica)
