@@ -8,6 +8,7 @@ from typing import Any
 
 import pyotp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families as parse_text
 from tests.api_helpers import MakeApi, assert_error_shape, token
 
 from botyard.settings import RedisSettings
@@ -44,6 +45,14 @@ def test_codes_consumption_and_figures(make_api: MakeApi, store_url: str) -> Non
          "success_rate": 0.5}
     ]  # fmt: skip
     assert SECRET not in json.dumps(figures)
+    scraped = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in parse_text(api.get("/metrics", params={"format": "prometheus"}).text)
+        for s in family.samples
+    }
+    assert scraped[("botyard_totp_codes_issued_total", (("provider", "demo"),))] == 2
+    accepted = (("provider", "demo"), ("result", "accepted"))
+    assert scraped[("botyard_totp_codes_consumed_total", accepted)] == 1
 
     missing = api.post("/totp/osn/code", headers=WORKER)
     assert missing.status_code == 404 and "OSN_TOTP_SECRET" in missing.json()["detail"]

@@ -17,7 +17,7 @@ from botyard.orchestrator.auth import Authenticator, ensure_admin
 from botyard.orchestrator.dispatch import AgentDispatcher
 from botyard.orchestrator.health import Clock, stale_after, take_snapshot
 from botyard.orchestrator.limits import BodySizeLimit
-from botyard.orchestrator.prometheus import StoreCollector, registry_for
+from botyard.orchestrator.prometheus import StoreCollector, registry_for, totp_families
 from botyard.orchestrator.ratelimit import RateLimiters
 from botyard.orchestrator.routers import (
     audit,
@@ -109,6 +109,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                     stale_after=stale_after(settings),
                     scheduler_running=bool(maintenance.scheduler.running),
                 ),
+                extra=[totp_families(app.state.totp.figures)],
             )
         )
         try:

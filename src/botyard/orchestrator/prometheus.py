@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector
 from botyard.jobs import JobStatus, Outcome
 from botyard.orchestrator.health import Level, Snapshot, rollup
 from botyard.store.figures import Figures, Histogram
+from botyard.totp.ledger import ProviderFigures
 from botyard.version import __version__
 
 ATTEMPT_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
@@ -163,6 +164,27 @@ def _histogram(
 
 def _le(bound: float) -> str:
     return repr(float(bound))
+
+
+def totp_families(figures: Callable[[], Iterable[ProviderFigures]]) -> Callable[[], list[Metric]]:
+    """TOTP codes issued and consumed per provider, from the TOTP ledger."""
+
+    def families() -> list[Metric]:
+        issued = CounterMetricFamily(
+            "botyard_totp_codes_issued", "TOTP codes handed out to jobs", labels=["provider"]
+        )
+        consumed = CounterMetricFamily(
+            "botyard_totp_codes_consumed",
+            "TOTP codes jobs reported back, by whether the portal accepted them",
+            labels=["provider", "result"],
+        )
+        for f in figures():
+            issued.add_metric([f.provider], f.issued)
+            consumed.add_metric([f.provider, "accepted"], f.succeeded)
+            consumed.add_metric([f.provider, "rejected"], f.failed)
+        return [issued, consumed]
+
+    return families
 
 
 def registry_for(collector: StoreCollector) -> CollectorRegistry:
