@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -43,6 +44,19 @@ def start_agent(system: System, agent_id: str, *, ips: str = '["127.0.0.1"]', **
                     return url
             time.sleep(0.1)
     raise AssertionError("the agent did not start")
+
+
+def agent_running_a_job(
+    system: System, agent_id: str, *, seconds: float, markers: Path
+) -> tuple[int, subprocess.Popen[bytes]]:
+    """An agent and an orchestrator, and a sleepy job started on the agent; (job, agent)."""
+    start_agent(system, agent_id)
+    agent = system.procs[-1]
+    system.server()
+    markers.mkdir()
+    job_id = system.submit("accept.sleepy", {"seconds": seconds, "marker_dir": str(markers)})
+    system.wait_for(lambda: any(markers.glob(f"{job_id}-1.started")), 30, "the job to start")
+    return job_id, agent
 
 
 def test_the_allowlist_sees_the_real_source_address(system: System) -> None:
@@ -101,14 +115,9 @@ def test_jobs_are_pushed_to_an_agent_and_run_there(system: System, store_for: Sq
 def test_a_killed_agent_loses_its_job_to_another_worker(
     system: System, store_for: SqlStore, tmp_path: Path
 ) -> None:
-    start_agent(system, "agent-doomed")
-    system.server()
     markers = tmp_path / "markers"
-    markers.mkdir()
-    job_id = system.submit("accept.sleepy", {"seconds": 30, "marker_dir": str(markers)})
-    system.wait_for(lambda: any(markers.glob(f"{job_id}-1.started")), 30, "the job to start")
+    job_id, agent = agent_running_a_job(system, "agent-doomed", seconds=30, markers=markers)
     assert store_for.get_job(job_id, detail=False).worker_id == "agent-doomed"
-    agent = next(p for p in system.procs if "agent" in p.args)  # type: ignore[operator]
     agent.send_signal(signal.SIGKILL)
     agent.wait()
 
@@ -134,13 +143,9 @@ def test_an_agent_no_one_could_safely_call_does_not_start(system: System, ips: s
 def test_sigterm_lets_the_agents_running_job_finish(
     system: System, store_for: SqlStore, tmp_path: Path
 ) -> None:
-    start_agent(system, "agent-graceful")
-    system.server()
-    markers = tmp_path / "markers"
-    markers.mkdir()
-    job_id = system.submit("accept.sleepy", {"seconds": 2, "marker_dir": str(markers)})
-    system.wait_for(lambda: any(markers.glob(f"{job_id}-1.started")), 30, "the job to start")
-    agent = next(p for p in system.procs if "agent" in p.args)  # type: ignore[operator]
+    job_id, agent = agent_running_a_job(
+        system, "agent-graceful", seconds=2, markers=tmp_path / "markers"
+    )
     agent.send_signal(signal.SIGTERM)
     assert agent.wait(30) == 0
     job = store_for.get_job(job_id)

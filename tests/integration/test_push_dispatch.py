@@ -15,9 +15,11 @@ import pytest
 import uvicorn
 from sqlalchemy import update
 
+from botyard.automations.registry import Registry
 from botyard.bus import Bus
 from botyard.jobs import JobStatus
 from botyard.orchestrator.dispatch import AgentDispatcher
+from botyard.orchestrator.service import JobService
 from botyard.settings import AgentSettings, Settings
 from botyard.store import NewJob, SqlStore
 from botyard.store.tables import workers
@@ -85,7 +87,7 @@ def agent(store: SqlStore, bus: Bus, tmp_path: Path) -> Iterator[AgentWorker]:
 @pytest.fixture
 def dispatcher(store: SqlStore, bus: Bus, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setenv("BOTYARD_WORKER_TOKEN", TOKEN)
-    pusher = AgentDispatcher(store, bus, Settings())
+    pusher = AgentDispatcher(JobService(store, bus, Registry()), Settings())
     try:
         yield pusher
     finally:

@@ -31,12 +31,7 @@ class ProviderCredentials:
     password: SecretStr | None
     totp_secret: SecretStr | None
     extra: dict[str, str] = field(default_factory=dict)  # <PREFIX>_URL, _TENANT, …
-
-    def __repr__(self) -> str:  # dataclass's repr would be safe too; say so explicitly
-        return (
-            f"ProviderCredentials(provider={self.provider!r}, account={self.account!r}, "
-            f"username={self.username!r}, password=***, totp_secret=***)"
-        )
+    # repr shows SecretStr('**********') for the secrets: printing an account leaks nothing.
 
 
 def prefix_of(provider: str, account: str | None = None) -> str:

@@ -89,7 +89,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         masker = Masker.from_environment()
         masker.extend(Masker.from_settings(settings, app.state.authenticator.secret))
         install_log_masking(masker)
-        dispatcher = AgentDispatcher(rt.store, rt.bus, settings)
+        dispatcher = AgentDispatcher(service, settings)
         dispatcher.start()
         app.state.dispatcher = dispatcher
         app.state.totp = TotpManager(

@@ -21,12 +21,12 @@ from typing import Any
 
 import httpx
 
-from botyard.bus.base import JOBS, Bus, Event
+from botyard.bus.base import JOBS, Event
 from botyard.errors import BotyardError
 from botyard.orchestrator.health import stale_after
+from botyard.orchestrator.service import JobService
 from botyard.settings import Settings
 from botyard.store.records import ClaimedJob, Completion, WorkerRecord
-from botyard.store.sql import SqlStore
 from botyard.store.workers import Workers
 
 log = logging.getLogger("botyard.dispatch")
@@ -62,9 +62,10 @@ def base_url(endpoint: str) -> str:
 
 
 class AgentDispatcher:
-    def __init__(self, store: SqlStore, bus: Bus, settings: Settings) -> None:
-        self.store = store
-        self.bus = bus
+    def __init__(self, service: JobService, settings: Settings) -> None:
+        self.service = service
+        self.store = service.store
+        self.bus = service.bus
         self.settings = settings
         token = settings.agent.token
         headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
@@ -296,10 +297,6 @@ class AgentDispatcher:
                         attempt,
                     )
                     forgotten.append(job_id)
-        recovered = self.store.recover_expired() if forgotten else []
-        for queue in {q for q in self._queues_of([j for j, _ in recovered])}:
-            self.bus.publish(Event(JOBS, queue))
+        if forgotten:
+            self.service.recover()  # the ordinary recovery: requeue or review, wake workers
         return {"forgotten": forgotten, "unreachable": sorted(set(unreachable))}
-
-    def _queues_of(self, job_ids: list[int]) -> set[str]:
-        return {self.store.get_job(j, detail=False).queue for j in job_ids}

@@ -12,11 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from botyard.errors import (
-    PrivacyRequestClosed,
-    PrivacyRequestNotFound,
-    SubjectHasActiveJobs,
-)
+from botyard.errors import PrivacyRequestClosed, PrivacyRequestNotFound
 from botyard.settings import Settings
 from botyard.store.privacy import PrivacyRequest, SubjectData
 from botyard.store.sql import SqlStore
@@ -144,14 +140,7 @@ class PrivacyService:
     # -- internals -----------------------------------------------------------
 
     def _erase(self, request: PrivacyRequest) -> dict[str, Any]:
-        active = self.requests.active_jobs(request.subject)
-        if active:
-            raise SubjectHasActiveJobs(
-                f"jobs {', '.join(map(str, active[:20]))} are queued or running and refer to the"
-                " subject; cancel them or let them finish, then fulfil the request again",
-                jobs=active,
-            )
-        erased = self.requests.erase(request.subject)
+        erased = self.requests.erase(request.subject)  # SubjectHasActiveJobs: nothing changed
         files_deleted = 0
         for item in erased.evidence:
             path = Path(item.path).resolve()

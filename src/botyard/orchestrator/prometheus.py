@@ -119,14 +119,16 @@ class StoreCollector(Collector):
             "Finished attempts by automation and outcome",
             labels=["automation", "outcome"],
         )
-        for (automation, outcome), n in sorted(self.figures.attempts_by_outcome().items()):
+        by_outcome = self.figures.attempts_by_outcome()
+        for (automation, outcome), n in sorted(by_outcome.items()):
             outcomes.add_metric([automation, outcome], n)
         yield outcomes
         recovered = CounterMetricFamily(
             "botyard_leases_recovered",
             f"Attempts whose worker stopped renewing the lease ({Outcome.LEASE_EXPIRED.value})",
         )
-        recovered.add_metric([], self.figures.leases_recovered())
+        expired = Outcome.LEASE_EXPIRED.value
+        recovered.add_metric([], sum(n for (_, o), n in by_outcome.items() if o == expired))
         yield recovered
         yield _histogram(
             "botyard_attempt_duration_seconds",

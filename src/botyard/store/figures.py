@@ -12,7 +12,6 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, Float, case, cast, func, select
 
-from botyard.jobs import Outcome
 from botyard.store.tables import attempts, jobs, maintenance_runs
 
 
@@ -64,11 +63,6 @@ class Figures:
         """(queue,) -> seconds from a job becoming runnable to its attempt starting."""
         seconds = self._seconds(attempts.c.ready_at, attempts.c.started_at)
         return self._histograms(bounds, seconds, (jobs.c.queue,), attempts.c.ready_at.is_not(None))
-
-    def leases_recovered(self) -> int:
-        query = select(func.count()).where(attempts.c.outcome == Outcome.LEASE_EXPIRED.value)
-        with self.engine.connect().execution_options(readonly=True) as conn:
-            return int(conn.execute(query).scalar_one())
 
     def maintenance_runs(self) -> dict[tuple[str, str], int]:
         """(job, outcome) -> runs of the maintenance jobs, on any replica."""

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Text, cast, func, select, update
 
+from botyard.errors import SubjectHasActiveJobs
 from botyard.jobs import JobStatus
 from botyard.store.reads import job_record
 from botyard.store.records import EvidenceRecord, JobRecord
@@ -179,20 +180,23 @@ class PrivacyRequests:
             files = _evidence_of(conn, ids)
         return SubjectData(jobs=found, log_lines=lines, evidence=files)
 
-    def active_jobs(self, subject: str) -> list[int]:
-        """Queued or running jobs that mention ``subject``: erasing them would break them."""
-        with self.engine.connect().execution_options(readonly=True) as conn:
-            return [r["id"] for r in _jobs_mentioning(conn, subject) if r["status"] in _ACTIVE]
-
     def erase(self, subject: str) -> Erasure:
         """Redact every finished job that mentions ``subject`` and delete its evidence rows.
 
         Payload and result keep their keys with every value redacted; the error and every log
-        line that names the subject lose its occurrences. Queued and running jobs are left
-        alone: the caller checks for them first.
+        line that names the subject lose its occurrences. When a queued or running job
+        mentions the subject, nothing changes: ``SubjectHasActiveJobs`` names them (erasing them
+        would break them; cancel them or let them finish first).
         """
         with self.engine.begin() as conn:
-            rows = [r for r in _jobs_mentioning(conn, subject) if r["status"] not in _ACTIVE]
+            rows = list(_jobs_mentioning(conn, subject))
+            active = [r["id"] for r in rows if r["status"] in _ACTIVE]
+            if active:
+                raise SubjectHasActiveJobs(
+                    f"jobs {', '.join(map(str, active[:20]))} are queued or running and refer to"
+                    " the subject; cancel them or let them finish, then fulfil the request again",
+                    jobs=active,
+                )
             ids = [r["id"] for r in rows]
             for row in rows:
                 error = redact_mentions(row["error"], subject)

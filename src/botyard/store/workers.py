@@ -126,13 +126,6 @@ class Workers:
             )
             return [r[0] for r in rows]
 
-    def running_jobs(self, worker_id: str) -> list[int]:
-        with self.engine.connect().execution_options(readonly=True) as conn:
-            rows = conn.execute(
-                select(jobs.c.id).where(jobs.c.worker_id == worker_id, jobs.c.status == "running")
-            )
-            return [r[0] for r in rows]
-
     @staticmethod
     def is_online(record: WorkerRecord, now: datetime, stale_after: float) -> bool:
         return record.status != "offline" and now - record.last_heartbeat < timedelta(
