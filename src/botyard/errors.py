@@ -81,6 +81,14 @@ class SubjectHasActiveJobs(PrivacyError):
 # -- standby worker -----------------------------------------------------------
 
 
+class BrowserError(BotyardError):
+    """A browser session could not be provided."""
+
+
+class BrowserUnavailable(BrowserError):
+    """No browser could be started or reached (executable, endpoint, pod)."""
+
+
 class StandbyError(BotyardError):
     """The standby task server could not take the task."""
 

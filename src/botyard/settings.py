@@ -8,7 +8,7 @@ import secrets
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import quote
 
 from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, field_validator
@@ -350,6 +350,44 @@ class StandbySettings(BaseSettings):
         return None if isinstance(value, str) and not value.strip() else value
 
 
+class BrowserSettings(BaseSettings):
+    """Where a job's browser comes from: local Chromium, a remote endpoint or a Kubernetes pod."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    provider: Literal["local", "remote", "kubernetes"] = Field(
+        default="local", validation_alias="BROWSER_PROVIDER"
+    )
+    # The system Chromium (found on PATH as chromium, chromium-browser or google-chrome).
+    executable: str | None = Field(default=None, validation_alias="BROWSER_EXECUTABLE")
+    headless: bool = Field(default=True, validation_alias="BROWSER_HEADLESS")
+    # Keep a launched browser and a fresh page ready in every slot between jobs.
+    warm: bool = Field(default=True, validation_alias="BROWSER_WARM")
+    idle_ttl: float = Field(default=600.0, gt=0, validation_alias="BROWSER_IDLE_TTL")
+    trace_on_failure: bool = Field(default=False, validation_alias="BROWSER_TRACE_ON_FAILURE")
+    # remote: a Playwright server (ws://...), a Chrome DevTools endpoint (http://...:9222).
+    remote_url: str | None = Field(default=None, validation_alias="BROWSER_REMOTE_URL")
+    # remote: a Selenium Grid (http://grid:4444/wd/hub) for browser="selenium" jobs.
+    selenium_url: str | None = Field(default=None, validation_alias="SELENIUM_REMOTE_URL")
+    # kubernetes: one pod (and service) per session, from a template.
+    k8s_namespace: str = Field(default="default", validation_alias="BROWSER_K8S_NAMESPACE")
+    k8s_image: str = Field(
+        default="mcr.microsoft.com/playwright:v1.49.0-noble", validation_alias="BROWSER_K8S_IMAGE"
+    )
+    k8s_port: int = Field(default=3000, ge=1, le=65535, validation_alias="BROWSER_K8S_PORT")
+    # A YAML pod manifest to start from (its first container runs the browser server).
+    k8s_pod_template: Path | None = Field(default=None, validation_alias="BROWSER_K8S_POD_TEMPLATE")
+    k8s_deadline: int = Field(default=3600, ge=60, validation_alias="BROWSER_K8S_DEADLINE")
+    k8s_ready_timeout: float = Field(default=120.0, gt=0, validation_alias="BROWSER_K8S_READY_TIMEOUT")
+    k8s_cpu_limit: str = Field(default="1", validation_alias="BROWSER_K8S_CPU_LIMIT")
+    k8s_memory_limit: str = Field(default="2Gi", validation_alias="BROWSER_K8S_MEMORY_LIMIT")
+
+    @field_validator("executable", "remote_url", "selenium_url", "k8s_pod_template", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+
 class Settings(BaseSettings):
     """Every concern's settings, read once at the composition root and passed in."""
 
@@ -369,3 +407,4 @@ class Settings(BaseSettings):
     agent: AgentSettings = Field(default_factory=AgentSettings)
     credentials: CredentialSettings = Field(default_factory=CredentialSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
+    browser: BrowserSettings = Field(default_factory=BrowserSettings)
