@@ -360,6 +360,11 @@ class BrowserSettings(BaseSettings):
     )
     # The system Chromium (found on PATH as chromium, chromium-browser or google-chrome).
     executable: str | None = Field(default=None, validation_alias="BROWSER_EXECUTABLE")
+    chromedriver: str | None = Field(default=None, validation_alias="BROWSER_CHROMEDRIVER")
+    # Extra Chromium switches (comma-separated or a JSON list), e.g. --no-sandbox in a container.
+    args: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="BROWSER_ARGS"
+    )
     headless: bool = Field(default=True, validation_alias="BROWSER_HEADLESS")
     # Keep a launched browser and a fresh page ready in every slot between jobs.
     warm: bool = Field(default=True, validation_alias="BROWSER_WARM")
@@ -378,11 +383,25 @@ class BrowserSettings(BaseSettings):
     # A YAML pod manifest to start from (its first container runs the browser server).
     k8s_pod_template: Path | None = Field(default=None, validation_alias="BROWSER_K8S_POD_TEMPLATE")
     k8s_deadline: int = Field(default=3600, ge=60, validation_alias="BROWSER_K8S_DEADLINE")
-    k8s_ready_timeout: float = Field(default=120.0, gt=0, validation_alias="BROWSER_K8S_READY_TIMEOUT")
+    k8s_ready_timeout: float = Field(
+        default=120.0, gt=0, validation_alias="BROWSER_K8S_READY_TIMEOUT"
+    )
     k8s_cpu_limit: str = Field(default="1", validation_alias="BROWSER_K8S_CPU_LIMIT")
     k8s_memory_limit: str = Field(default="2Gi", validation_alias="BROWSER_K8S_MEMORY_LIMIT")
 
-    @field_validator("executable", "remote_url", "selenium_url", "k8s_pod_template", mode="before")
+    @field_validator("args", mode="before")
+    @classmethod
+    def _lists(cls, value: object) -> object:
+        return _split_list(value)
+
+    @field_validator(
+        "executable",
+        "chromedriver",
+        "remote_url",
+        "selenium_url",
+        "k8s_pod_template",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

@@ -47,3 +47,41 @@ def totp_login(ctx: JobContext) -> dict[str, str]:
     second = ctx.totp("demo")
     ctx.totp_consumed(True)
     return {"first": first, "second": second}
+
+
+_PAGE = "data:text/html,<title>Botyard</title><h1 id='greeting'>Hello {name}</h1>"
+
+
+@automation("accept.page", idempotent=True, timeout=60, browser="playwright")
+def page_title(ctx: JobContext, name: str) -> dict[str, str]:
+    """Opens a page in the job's Playwright browser and keeps a screenshot of it."""
+    with ctx.step("open page"):
+        ctx.page.goto(_PAGE.format(name=name))
+        ctx.screenshot("greeting")
+    return {"title": ctx.page.title(), "greeting": ctx.page.inner_text("#greeting")}
+
+
+@automation("accept.selenium", idempotent=True, timeout=60, browser="selenium")
+def selenium_title(ctx: JobContext, name: str) -> dict[str, str]:
+    """The same page through chromedriver."""
+    from selenium.webdriver.common.by import By
+
+    ctx.driver.get(_PAGE.format(name=name))
+    ctx.screenshot("greeting")
+    return {"title": ctx.driver.title, "greeting": ctx.driver.find_element(By.ID, "greeting").text}
+
+
+@automation("accept.page_fails", idempotent=True, max_attempts=1, timeout=60, browser="playwright")
+def page_fails(ctx: JobContext, name: str) -> None:
+    """Fails on a page: the failure screenshot and HTML are kept."""
+    with ctx.step("look for a missing button"):
+        ctx.page.goto(_PAGE.format(name=name))
+        raise RuntimeError("no submit button on the page")
+
+
+@automation("accept.page_hangs", idempotent=True, max_attempts=1, timeout=120, browser="playwright")
+def page_hangs(ctx: JobContext, marker_dir: str) -> None:
+    """Holds its browser open until the test cancels the job."""
+    ctx.page.goto(_PAGE.format(name="hang"))
+    Path(marker_dir, f"{ctx.job_id}.browser").write_text(str(ctx.browser.describe()))
+    time.sleep(120)

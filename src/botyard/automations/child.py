@@ -18,14 +18,20 @@ import time
 import traceback
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydantic_core import to_jsonable_python
 
+from botyard.automations.browsing import JobBrowsers, describe
 from botyard.automations.context import JobContext
 from botyard.automations.registry import Automation, Registry, load_automations
+from botyard.browsers import Kind
+from botyard.credentials import Credentials
 from botyard.errors import BotyardError, BusinessError, LeaseLost, PayloadInvalid
 from botyard.jobs import Outcome
+from botyard.masking import Masker
+from botyard.settings import Settings
+from botyard.wiring import open_credentials
 
 _TRACEBACK_LIMIT = 8000
 _PR_SET_PDEATHSIG = 1
@@ -141,36 +147,78 @@ def run_script(item: Automation, ctx: JobContext) -> tuple[Outcome, Any, dict[st
 def serve(conn: Connection, registry: Registry) -> None:
     channel = PipeChannel(conn)
     stdout, stderr = sys.stdout, sys.stderr
+    # The child's own composition root: it reads the environment the worker passed on.
+    settings = Settings()
+    masker = Masker.from_environment()
+    masker.extend(Masker.from_settings(settings))
+    credentials = open_credentials(settings, masker)
+    browsers = JobBrowsers(settings.browser)
+    kinds = sorted({item.browser for item in registry if item.browser})
+    if kinds:
+        browsers.warm_up(cast(Kind, kinds[0]))
     while True:
         try:
+            if not conn.poll(settings.browser.idle_ttl):
+                browsers.idle()
+                continue
             message = conn.recv()
         except (EOFError, OSError):
+            browsers.close()
             return  # the worker is gone
         if message[0] != "run":
             continue
         job = message[1]
         started = time.time()
-        ctx = JobContext(
-            job_id=job["id"],
-            attempt=job["attempt"],
-            automation=job["automation"],
-            payload=job["payload"],
-            evidence_dir=Path(job["evidence_dir"]),
-            channel=channel,
-        )
         sys.stdout = _JobOutput(channel, "INFO")
         sys.stderr = _JobOutput(channel, "WARNING")
         try:
-            item = registry.get(job["automation"])
-            runner = run_script if item.script is not None else run_function
-            outcome, result, error = runner(item, ctx)
-        except BotyardError as exc:
-            outcome, result, error = Outcome.BUSINESS_ERROR, None, _error(exc)
+            outcome, result, error = run_job(job, registry, channel, masker, credentials, browsers)
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
             sys.stdout, sys.stderr = stdout, stderr
+        if error is not None:
+            error = {k: masker.mask(v) if isinstance(v, str) else v for k, v in error.items()}
         conn.send(("done", outcome.value, result, error, started))
+        browsers.prepare()  # off the job's clock: the next job finds a ready page
+
+
+def run_job(
+    job: dict[str, Any],
+    registry: Registry,
+    channel: PipeChannel,
+    masker: Masker,
+    credentials: Credentials,
+    browsers: JobBrowsers,
+) -> tuple[Outcome, Any, dict[str, Any] | None]:
+    """Provision the job's browser if it wants one, run it, keep failure evidence, release."""
+    ctx = JobContext(
+        job_id=job["id"],
+        attempt=job["attempt"],
+        automation=job["automation"],
+        payload=job["payload"],
+        evidence_dir=Path(job["evidence_dir"]),
+        channel=channel,
+        masker=masker,
+        credentials=credentials,
+    )
+    try:
+        item = registry.get(job["automation"])
+    except BotyardError as exc:
+        return Outcome.BUSINESS_ERROR, None, _error(exc)
+    if item.browser is not None:
+        try:
+            ctx.browser = browsers.provision(ctx.job_id, cast(Kind, item.browser))
+        except BotyardError as exc:  # no browser: an infrastructure error, retried as usual
+            ctx.log.error("no browser for the job: %s", exc)
+            return Outcome.ERROR, None, _error(exc, "BrowserUnavailable")
+        channel.send(("browser", describe(ctx.browser, "open"), time.time()))
+    runner = run_script if item.script is not None else run_function
+    outcome, result, error = runner(item, ctx)
+    if ctx.browser is not None:
+        browsers.release(ctx, ctx.browser, outcome)
+        channel.send(("browser", describe(ctx.browser, "closed"), time.time()))
+    return outcome, result, error
 
 
 def _die_with_parent(parent_pid: int) -> None:

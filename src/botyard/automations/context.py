@@ -10,9 +10,14 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from botyard.errors import LeaseLost
+from botyard.errors import AutomationError, LeaseLost
+from botyard.masking import Masker
+
+if TYPE_CHECKING:
+    from botyard.browsers.base import BrowserSession
+    from botyard.credentials import Credentials
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._\-]+")
 
@@ -33,16 +38,25 @@ def _orchestrator() -> tuple[str, dict[str, str]]:
 
 
 class _JobLogHandler(logging.Handler):
-    def __init__(self, channel: Channel) -> None:
+    def __init__(self, channel: Channel, masker: Masker) -> None:
         super().__init__(logging.DEBUG)
         self.channel = channel
+        self.masker = masker
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             message = self.format(record)
         except Exception:  # a bad format string must not kill the job
             message = str(record.msg)
-        self.channel.send(("log", record.levelname, message, record.created))
+        self.channel.send(("log", record.levelname, self.masker.mask(message), record.created))
+
+
+def _is_text(content_type: str) -> bool:
+    return content_type.startswith("text/") or content_type in (
+        "application/json",
+        "application/xml",
+        "application/xhtml+xml",
+    )
 
 
 class JobContext:
@@ -57,6 +71,9 @@ class JobContext:
         payload: dict[str, Any],
         evidence_dir: Path,
         channel: Channel,
+        masker: Masker | None = None,
+        credentials: Credentials | None = None,
+        browser: BrowserSession | None = None,
     ) -> None:
         self.job_id = job_id
         self.attempt = attempt
@@ -65,17 +82,56 @@ class JobContext:
         self.evidence_dir = evidence_dir
         self._channel = channel
         self._step: str | None = None
+        self.failed_step: str | None = None
         self._totp: tuple[str, str | None] | None = None
+        # Every secret the job can see is masked in its logs and its text evidence.
+        self.masker = masker if masker is not None else Masker()
+        self._credentials = credentials
+        self.browser = browser
         self.log = logging.getLogger(f"botyard.job.{automation}")
         self.log.propagate = False
         self.log.setLevel(logging.DEBUG)
         for handler in list(self.log.handlers):
             self.log.removeHandler(handler)
-        self.log.addHandler(_JobLogHandler(channel))
+        self.log.addHandler(_JobLogHandler(channel, self.masker))
 
     @property
     def logger(self) -> logging.Logger:
         return self.log
+
+    @property
+    def credentials(self) -> Credentials:
+        """Configuration and secrets: environment, mounted Secrets and ConfigMaps."""
+        if self._credentials is None:
+            from botyard.credentials import Credentials, EnvironmentSource
+
+            self._credentials = Credentials([EnvironmentSource()], self.masker)
+        return self._credentials
+
+    @property
+    def page(self) -> Any:
+        """The job's Playwright ``Page`` (``@automation(..., browser="playwright")``)."""
+        if self.browser is None or self.browser.page is None:
+            raise AutomationError(f"{self.automation} has no Playwright page: browser='playwright'")
+        return self.browser.page
+
+    @property
+    def driver(self) -> Any:
+        """The job's Selenium ``WebDriver`` (``@automation(..., browser="selenium")``)."""
+        if self.browser is None or self.browser.driver is None:
+            raise AutomationError(f"{self.automation} has no Selenium driver: browser='selenium'")
+        return self.browser.driver
+
+    def screenshot(self, name: str = "screenshot", *, full_page: bool = True) -> Path:
+        """A PNG of the job's browser as it is now, kept as evidence of the current step."""
+        if self.browser is None:
+            raise AutomationError(f"{self.automation} has no browser to take a screenshot of")
+        if self.browser.driver is not None:
+            data: bytes = self.browser.driver.get_screenshot_as_png()
+        else:
+            data = self.page.screenshot(full_page=full_page)
+        filename = name if name.lower().endswith(".png") else f"{name}.png"
+        return self.attach(filename, data, "image/png")
 
     @property
     def current_step(self) -> str | None:
@@ -90,8 +146,20 @@ class JobContext:
         try:
             yield
             status = "done"
+        except BaseException:
+            self.failed_step = self.failed_step or name  # the innermost step that failed
+            raise
         finally:
             self._channel.send(("step_end", name, status, time.time()))
+            self._step = previous
+
+    @contextlib.contextmanager
+    def in_step(self, name: str | None) -> Iterator[None]:
+        """Attach what the block keeps to step ``name`` without reporting a new step."""
+        previous, self._step = self._step, name
+        try:
+            yield
+        finally:
             self._step = previous
 
     @contextlib.contextmanager
@@ -163,9 +231,13 @@ class JobContext:
         while path.exists():
             path = self.evidence_dir / f"{Path(safe).stem}-{counter}{Path(safe).suffix}"
             counter += 1
-        raw = data.encode() if isinstance(data, str) else data
-        path.write_bytes(raw)
         kind = content_type or mimetypes.guess_type(safe)[0] or "application/octet-stream"
+        if isinstance(data, str) or _is_text(kind):
+            text = data if isinstance(data, str) else data.decode("utf-8", "replace")
+            raw = self.masker.mask(text).encode()
+        else:
+            raw = data
+        path.write_bytes(raw)
         self._channel.send(
             ("evidence", path.name, str(path), kind, len(raw), self._step, time.time())
         )

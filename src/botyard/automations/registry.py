@@ -156,6 +156,10 @@ def automation(
     """Register the decorated function as the automation ``name`` ("provider.action")."""
     if timeout <= 0 or max_attempts < 1:
         raise AutomationError(f"automation {name!r}: timeout > 0 and max_attempts >= 1 please")
+    if browser not in (None, "playwright", "selenium"):
+        raise AutomationError(
+            f"automation {name!r}: browser must be 'playwright' or 'selenium', not {browser!r}"
+        )
 
     def decorate(func: F) -> F:
         (registry or default_registry).add(

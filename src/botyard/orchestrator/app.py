@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,13 +16,20 @@ from fastapi.middleware.cors import CORSMiddleware
 from botyard.masking import Masker, install_log_masking
 from botyard.orchestrator import errors, preflight
 from botyard.orchestrator.auth import Authenticator, ensure_admin
+from botyard.orchestrator.browsers import BrowserHost
 from botyard.orchestrator.dispatch import AgentDispatcher
 from botyard.orchestrator.health import Clock, stale_after, take_snapshot
 from botyard.orchestrator.limits import BodySizeLimit
-from botyard.orchestrator.prometheus import StoreCollector, registry_for, totp_families
+from botyard.orchestrator.prometheus import (
+    StoreCollector,
+    browser_families,
+    registry_for,
+    totp_families,
+)
 from botyard.orchestrator.ratelimit import RateLimiters
 from botyard.orchestrator.routers import (
     audit,
+    browsers,
     evidence,
     external,
     health,
@@ -101,6 +110,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         maintenance.start()
         app.state.maintenance = maintenance
         app.state.clock = Clock()
+        app.state.browsers = BrowserHost(
+            settings.browser, rt.store, owner=f"orchestrator:{socket.gethostname()}:{os.getpid()}"
+        )
         app.state.prometheus = registry_for(
             StoreCollector(
                 rt.store.figures,
@@ -109,12 +121,16 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                     stale_after=stale_after(settings),
                     scheduler_running=bool(maintenance.scheduler.running),
                 ),
-                extra=[totp_families(app.state.totp.figures)],
+                extra=[
+                    totp_families(app.state.totp.figures),
+                    browser_families(rt.store.browsers.figures),
+                ],
             )
         )
         try:
             yield
         finally:
+            app.state.browsers.close()
             maintenance.shutdown()
             dispatcher.stop()
             if owned:
@@ -151,6 +167,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         evidence.router,
         privacy.router,
         totp.router,
+        browsers.router,
     ):
         app.include_router(router)
     return app

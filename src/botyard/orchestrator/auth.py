@@ -28,7 +28,14 @@ class Role(StrEnum):
 
 
 _VIEW = {"job:read", "worker:read", "evidence:read", "metrics:read"}
-_OPERATE = _VIEW | {"job:create", "job:cancel", "job:retry", "job:resolve", "queue:process"}
+_OPERATE = _VIEW | {
+    "job:create",
+    "job:cancel",
+    "job:retry",
+    "job:resolve",
+    "queue:process",
+    "browser:manage",
+}
 PERMISSIONS: dict[Role, frozenset[str]] = {
     Role.VIEWER: frozenset(_VIEW),
     Role.OPERATOR: frozenset(_OPERATE),

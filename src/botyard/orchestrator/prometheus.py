@@ -9,6 +9,7 @@ the app's own (never prometheus-client's global one), and ``render`` picks the t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -185,6 +186,33 @@ def totp_families(figures: Callable[[], Iterable[ProviderFigures]]) -> Callable[
             consumed.add_metric([f.provider, "accepted"], f.succeeded)
             consumed.add_metric([f.provider, "rejected"], f.failed)
         return [issued, consumed]
+
+    return families
+
+
+def browser_families(figures: Callable[[], dict[str, Any]]) -> Callable[[], list[Metric]]:
+    """Browser sessions open now, started (warm or cold), and leaked browsers killed."""
+
+    def families() -> list[Metric]:
+        f = figures()
+        open_now = GaugeMetricFamily(
+            "botyard_browser_sessions", "Browser sessions open now", labels=["provider"]
+        )
+        for provider, count in sorted(f["open"].items()):
+            open_now.add_metric([provider], count)
+        started = CounterMetricFamily(
+            "botyard_browser_sessions_started",
+            "Jobs' browser sessions started, by whether a warm browser served them",
+            labels=["provider", "warm"],
+        )
+        for provider, warm, count in f["started"]:
+            started.add_metric([provider, str(warm).lower()], count)
+        leaked = CounterMetricFamily(
+            "botyard_browser_leaks",
+            "Browser processes found running without their owner, killed by the sweeper",
+        )
+        leaked.add_metric([], f["leaked"])
+        return [open_now, started, leaked]
 
     return families
 

@@ -24,7 +24,7 @@ from botyard.jobs import (
     Outcome,
     decide,
 )
-from botyard.store import claims
+from botyard.store import browsers, claims
 from botyard.store.accounts import AuditLog, Users
 from botyard.store.actions import PersonActions
 from botyard.store.completions import Closing, close
@@ -65,6 +65,7 @@ class SqlStore(PersonActions):
         self.metrics = MetricsHistory(engine)
         self.privacy = PrivacyRequests(engine)
         self.figures = Figures(engine)
+        self.browsers = browsers.BrowserSessions(engine)
 
     @property
     def is_postgres(self) -> bool:
@@ -255,6 +256,7 @@ class SqlStore(PersonActions):
             }
             kept = [a for a in items if (a.job_id, a.attempt) in live]
             claims.write_activity(conn, kept)
+            browsers.write_sessions(conn, kept)
         return len(items) - len(kept)
 
     def finish(self, completions: Sequence[Completion]) -> list[JobStatus | None]:

@@ -278,6 +278,29 @@ totp_ledger = Table(
 )
 
 
+# A job's browser session (opened and closed by its attempt), one provisioned through the API
+# (job_id null, owner = the orchestrator replica), or a leaked browser the sweeper killed.
+browser_sessions = Table(
+    "browser_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("job_id", Id, ForeignKey("jobs.id", ondelete="CASCADE")),
+    Column("attempt", Integer),
+    Column("owner", String(200)),
+    Column("provider", String(20), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("endpoint", String(1024)),
+    Column("warm", Boolean, nullable=False),
+    Column("ready_seconds", Float),
+    Column("pid", Integer),
+    Column("status", String(20), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime),
+)
+Index("ix_browser_sessions_status", browser_sessions.c.status)
+Index("ix_browser_sessions_job", browser_sessions.c.job_id)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

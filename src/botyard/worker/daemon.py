@@ -22,6 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from botyard.browsers import sweeper as browser_sweeper
 from botyard.bus.base import CANCEL, JOBS, Bus, Event, Subscription
 from botyard.jobs import JobStatus, Outcome
 from botyard.store.records import ClaimedJob, Completion
@@ -33,6 +34,7 @@ from botyard.worker.writer import StoreWriter
 log = logging.getLogger("botyard.worker")
 
 _PREFETCH_BELOW_SECONDS = 1.0
+_BROWSER_SWEEP_INTERVAL = 30.0
 
 
 @dataclass
@@ -328,13 +330,16 @@ class PullWorker:
 
     def _keep(self) -> None:
         cfg = self.config
-        next_beat = next_sweep = 0.0
+        next_beat = next_sweep = next_browsers = 0.0
         while not self._stopped.wait(cfg.renew_interval):
             self._renew()
             now = time.monotonic()
             if now >= next_beat:
                 next_beat = now + cfg.heartbeat_interval
                 self._heartbeat("stopping" if self._stopping.is_set() else "online")
+            if now >= next_browsers:
+                next_browsers = now + _BROWSER_SWEEP_INTERVAL
+                self._sweep_browsers()
             if now >= next_sweep and not self._stopping.is_set():
                 next_sweep = now + cfg.recover_interval
                 self._sweep()
@@ -365,6 +370,20 @@ class PullWorker:
                 with self._cond:
                     self._dropped.add(job_id)  # in case it has not started yet
                 self._abort(job_id, Outcome.LEASE_EXPIRED)
+
+    def _sweep_browsers(self) -> None:
+        """Kill browsers whose owner died (a worker killed with -9, say) and record each."""
+        try:
+            leaks = browser_sweeper.sweep()
+            self.store.browsers.add_leaks(
+                self.config.worker_id,
+                [
+                    (f"leak-{leak.pid}-{leak.started_at:.0f}", leak.pid, leak.started_at)
+                    for leak in leaks
+                ],
+            )
+        except Exception:  # two workers on one host may both see a leak; one records it
+            log.exception("browser sweep failed")
 
     def _heartbeat(self, status: str) -> None:
         active = sum(1 for slot in self.slots if slot.running() is not None)

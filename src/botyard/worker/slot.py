@@ -201,6 +201,8 @@ class Slot:
         elif kind == "step_end":
             _, name, status, ts = message
             data = {"name": name, "status": status}
+        elif kind == "browser":
+            _, data, ts = message
         else:  # evidence
             _, name, path, content_type, size, step, ts = message
             data = {

@@ -1,0 +1,79 @@
+"""Find and kill browser processes that no live Botyard process owns.
+
+Every Chromium Botyard starts carries ``--botyard-owner=<pid>``: the child process whose job it
+serves. Killing that child's tree kills the browser; but if the whole worker was killed, or a
+browser slipped out of its tree, the browser outlives its owner. Those are leaks.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import psutil
+
+from botyard.browsers.local import OWNER_SWITCH
+from botyard.processes import kill_tree
+
+log = logging.getLogger("botyard.browsers")
+
+
+@dataclass(frozen=True)
+class Leak:
+    pid: int
+    owner: int
+    started_at: float
+
+
+def _owner(cmdline: list[str]) -> int | None:
+    for arg in cmdline:
+        if arg.startswith(OWNER_SWITCH):
+            value = arg[len(OWNER_SWITCH) :]
+            return int(value) if value.isdigit() else None
+    return None
+
+
+def _owner_alive(owner: int, browser_started: float) -> bool:
+    try:
+        proc = psutil.Process(owner)
+        # A recycled pid belongs to a process younger than the browser it supposedly started.
+        return bool(proc.create_time() <= browser_started and proc.status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+
+
+def find_leaks() -> list[Leak]:
+    """Top-level browser processes (not renderers or helpers) whose owner is gone."""
+    leaks = []
+    for proc in psutil.process_iter(["pid", "cmdline", "create_time"]):
+        cmdline = proc.info.get("cmdline") or []
+        owner = _owner(cmdline)
+        if owner is None or any(arg.startswith("--type=") for arg in cmdline):
+            continue
+        started = float(proc.info.get("create_time") or 0.0)
+        if not _owner_alive(owner, started):
+            leaks.append(Leak(pid=proc.info["pid"], owner=owner, started_at=started))
+    return leaks
+
+
+def owned_by(owner: int) -> list[int]:
+    """Pids of the browser processes (all of them) that ``owner`` started."""
+    pids = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        if _owner(proc.info.get("cmdline") or []) == owner:
+            pids.append(proc.info["pid"])
+    return pids
+
+
+def sweep() -> list[Leak]:
+    """Kill every leaked browser with its whole tree; each is logged, and returned for counting."""
+    leaks = find_leaks()
+    for leak in leaks:
+        killed = kill_tree(leak.pid)
+        log.warning(
+            "leaked browser pid %d (owner %d gone): killed %d processes",
+            leak.pid,
+            leak.owner,
+            killed,
+        )
+    return leaks

@@ -1,0 +1,72 @@
+"""Jobs with a browser, run by a real worker in the system Chromium."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from botyard.browsers.local import OWNER_SWITCH
+from botyard.store.sql import SqlStore
+from tests.acceptance.conftest import System
+
+pytestmark = pytest.mark.browser
+
+
+def _browsers() -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if any(a.startswith(OWNER_SWITCH) for a in proc.info.get("cmdline") or []):
+            found.append(proc)
+    return found
+
+
+def test_playwright_and_selenium_jobs_get_a_page_and_keep_screenshots(
+    system: System, store_for: SqlStore
+) -> None:
+    system.server()
+    system.worker("browser-worker", "--concurrency", "2")
+    playwright_job = system.submit("accept.page", {"name": "Playwright"})
+    selenium_job = system.submit("accept.selenium", {"name": "Selenium"})
+    for job_id in (playwright_job, selenium_job):
+        system.wait_for(lambda j=job_id: system.job(j)["status"] == "succeeded", 90, "the job")
+    assert system.job(playwright_job)["result"] == {
+        "title": "Botyard",
+        "greeting": "Hello Playwright",
+    }
+    assert system.job(selenium_job)["result"] == {"title": "Botyard", "greeting": "Hello Selenium"}
+    for job_id in (playwright_job, selenium_job):
+        shots = [e for e in store_for.evidence(job_id) if e.name == "greeting.png"]
+        assert len(shots) == 1
+        assert Path(shots[0].path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    sessions = system.api("GET", "/browsers?all=true").json()
+    assert {s["job_id"] for s in sessions} >= {playwright_job, selenium_job}
+
+
+def test_a_failed_page_keeps_a_screenshot_and_the_html(system: System, store_for: SqlStore) -> None:
+    system.server()
+    system.worker("browser-worker")
+    job_id = system.submit("accept.page_fails", {"name": "failure"})
+    system.wait_for(lambda: system.job(job_id)["status"] == "failed", 90, "the job to fail")
+    kept = {e.name: e for e in store_for.evidence(job_id)}
+    assert {"failure.png", "failure.html"} <= set(kept)
+    assert kept["failure.png"].step == "look for a missing button"
+    assert "Hello failure" in Path(kept["failure.html"].path).read_text()
+
+
+def test_cancelling_a_job_kills_its_browser(system: System, tmp_path: Path) -> None:
+    system.env["BROWSER_WARM"] = "false"  # no warm browser: every Chromium left would be a leak
+    system.server()
+    system.worker("browser-worker")
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    job_id = system.submit("accept.page_hangs", {"marker_dir": str(markers)})
+    system.wait_for(lambda: (markers / f"{job_id}.browser").exists(), 90, "the browser")
+    assert _browsers(), "the job's Chromium runs"
+    assert system.api("POST", f"/jobs/{job_id}/cancel").status_code == 200
+    system.wait_for(lambda: system.job(job_id)["status"] == "cancelled", 30, "the cancel")
+    system.wait_for(lambda: not _browsers(), 10, "every Chromium process to be gone")
+    time.sleep(0.5)
+    assert not _browsers()
