@@ -3,7 +3,8 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench bench-http up
+.PHONY: demo test lint bench bench-http up chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -11,7 +12,13 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
 
-demo: $(BIN)/.installed  ## run the embedded end-to-end demo (SQLite, no services needed)
+# The system Chromium and chromedriver (Debian/Ubuntu packages; never a browser download).
+chromium:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { $(SUDO) apt-get install -y -q chromium chromium-driver || \
+	    { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium chromium-driver; }; }
+
+demo: $(BIN)/.installed chromium  ## the demo portal driven in Chromium by the embedded system (SQLite)
 	$(BIN)/botyard demo
 
 up: $(BIN)/.installed  ## orchestrator + local workers on SQLite, until Ctrl-C
@@ -22,7 +29,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint  ## lint, type-check, then the whole suite (SQLite and PostgreSQL)
+test: lint chromium  ## lint, type-check, then the whole suite (SQLite, PostgreSQL, Chromium)
 	$(BIN)/pytest
 
 bench: $(BIN)/.installed  ## W1/W2/W3 on SQLite and PostgreSQL, median of 3

@@ -20,9 +20,36 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def test_demo_runs_every_kind_of_outcome(tmp_path: Path) -> None:
+def test_demo_drives_the_portal_in_chromium(tmp_path: Path) -> None:
+    """The README's main job: six browser jobs, three at a time, log in with TOTP codes."""
+    folder = tmp_path / "demo"
     result = subprocess.run(
-        [sys.executable, "-m", "botyard", "demo", "--data-dir", str(tmp_path / "demo")],
+        [sys.executable, "-m", "botyard", "demo", "--data-dir", str(folder)],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "6 jobs in" in result.stdout
+    assert "1 failed, 5 succeeded" in result.stdout
+    shots = sorted(p.name for p in (folder / "evidence" / "3" / "1").iterdir())
+    assert shots == ["cancelled.png", "circuit.png", "confirm-cancel.png", "logged-in.png"]
+    failed = sorted(p.name for p in (folder / "evidence" / "6" / "1").iterdir())
+    assert {"failure.png", "failure.html"} <= set(failed)
+
+
+def test_classic_demo_runs_every_kind_of_outcome(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "botyard",
+            "demo",
+            "--classic",
+            "--data-dir",
+            str(tmp_path / "demo"),
+        ],
         env=_env(tmp_path),
         capture_output=True,
         text=True,

@@ -21,11 +21,19 @@ class Supervisor:
         self.env = env
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
 
-    def start(self, name: str, args: list[str], *, log: Path | None = None) -> None:
+    def start(
+        self,
+        name: str,
+        args: list[str],
+        *,
+        log: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """Start ``botyard ARGS``; ``env`` adds to (or overrides) the shared environment."""
         out = log.open("ab") if log is not None else None
         proc = subprocess.Popen(
             [sys.executable, "-m", "botyard", *args],
-            env=self.env,
+            env={**self.env, **(env or {})},
             stdout=out,
             stderr=subprocess.STDOUT if out is not None else None,
             start_new_session=True,  # Ctrl-C reaches us only; we stop the children in order
