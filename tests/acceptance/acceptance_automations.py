@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import botyard.demo.automations  # noqa: F401  (the demo portal's automations, for its tests)
 from botyard import JobContext, automation
 
 
