@@ -154,7 +154,7 @@ def demo(
             server_env: dict[str, str] = {}
             worker_env: dict[str, str] = {}
             if not classic:
-                portal_url, stop_portal, server_env, worker_env = _start_portal()
+                portal_url, stop_portal, server_env, worker_env = start_portal()
                 console.print(f"Demo portal on {portal_url} (MetroFibre, accounts {ACCOUNTS})")
             supervisor.start(
                 "orchestrator", ["server", "--port", str(port), *modules], log=log, env=server_env
@@ -180,13 +180,15 @@ def demo(
         raise typer.Exit(1)
 
 
-def _start_portal() -> tuple[str, Any, dict[str, str], dict[str, str]]:
-    """The portal with one account per demo account; the TOTP secrets go to the orchestrator
-    only, the passwords to the worker only."""
+def start_portal(
+    names: tuple[str, ...] = ACCOUNTS,
+) -> tuple[str, Any, dict[str, str], dict[str, str]]:
+    """The portal with one account per name; the TOTP secrets go to the orchestrator's
+    environment only, the passwords to the worker's only."""
     from botyard.demo import PortalAccount, serve_portal
 
     accounts, server_env, worker_env = {}, {"TOTP_MIN_VALIDITY": "1"}, {}
-    for name in ACCOUNTS:
+    for name in names:
         account = PortalAccount(
             email=f"{name}@example.com",
             password=secrets.token_urlsafe(12),
