@@ -376,9 +376,8 @@ class BrowserSettings(BaseSettings):
     selenium_url: str | None = Field(default=None, validation_alias="SELENIUM_REMOTE_URL")
     # kubernetes: one pod (and service) per session, from a template.
     k8s_namespace: str = Field(default="default", validation_alias="BROWSER_K8S_NAMESPACE")
-    k8s_image: str = Field(
-        default="mcr.microsoft.com/playwright:v1.49.0-noble", validation_alias="BROWSER_K8S_IMAGE"
-    )
+    # Default: Playwright's image at the installed client's version.
+    k8s_image: str | None = Field(default=None, validation_alias="BROWSER_K8S_IMAGE")
     k8s_port: int = Field(default=3000, ge=1, le=65535, validation_alias="BROWSER_K8S_PORT")
     # A YAML pod manifest to start from (its first container runs the browser server).
     k8s_pod_template: Path | None = Field(default=None, validation_alias="BROWSER_K8S_POD_TEMPLATE")
@@ -399,6 +398,7 @@ class BrowserSettings(BaseSettings):
         "chromedriver",
         "remote_url",
         "selenium_url",
+        "k8s_image",
         "k8s_pod_template",
         mode="before",
     )

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -236,9 +237,10 @@ def test_create_sends_a_labelled_limited_pod_and_a_service_selecting_it(
     assert spec["activeDeadlineSeconds"] == 3600
     assert spec["restartPolicy"] == "Never"
     [browser] = spec["containers"]
-    assert browser["image"] == "mcr.microsoft.com/playwright:v1.49.0-noble"
+    version = metadata.version("playwright")  # the server must match the installed client
+    assert browser["image"] == f"mcr.microsoft.com/playwright:v{version}-noble"
     assert browser["command"] == [
-        *("npx", "-y", "playwright@1.49.0", "run-server", "--port", "3000"),
+        *("npx", "-y", f"playwright@{version}", "run-server", "--port", "3000"),
         *("--host", "0.0.0.0"),
     ]
     limits = {"cpu": "1", "memory": "2Gi"}

@@ -59,6 +59,17 @@ def playwright_version(image: str) -> str:
         ) from None
 
 
+def default_image() -> str:
+    """Playwright's own image at the installed client's version (a server of another version
+    refuses the client)."""
+    try:
+        return f"mcr.microsoft.com/playwright:v{metadata.version('playwright')}-noble"
+    except metadata.PackageNotFoundError:
+        raise ConfigurationError(
+            "BROWSER_K8S_IMAGE is unset and Playwright is not installed to choose one"
+        ) from None
+
+
 def default_pod(image: str, port: int) -> dict[str, Any]:
     """The pod Botyard starts from without ``BROWSER_K8S_POD_TEMPLATE`` (Playwright's image)."""
     return {
@@ -108,13 +119,14 @@ class BrowserPods:
         self.settings = settings
         self.namespace = settings.k8s_namespace
         self.port = settings.k8s_port
+        self.image = settings.k8s_image or default_image()
 
     # -- the manifests -------------------------------------------------------
 
     def template(self) -> dict[str, Any]:
         path = self.settings.k8s_pod_template
         if path is None:
-            return default_pod(self.settings.k8s_image, self.port)
+            return default_pod(self.image, self.port)
         import yaml
 
         try:
@@ -142,7 +154,7 @@ class BrowserPods:
         # The template's own choices win for the browser container; these fill the gaps.
         browser = spec["containers"][0]
         browser.setdefault("name", "browser")
-        browser.setdefault("image", self.settings.k8s_image)
+        browser.setdefault("image", self.image)
         if not browser.get("command") and not browser.get("args"):
             version = playwright_version(browser["image"])
             browser["command"] = [

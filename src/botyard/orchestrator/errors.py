@@ -14,6 +14,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from botyard.errors import (
     AuthError,
     BotyardError,
+    BrowserError,
+    BrowserUnavailable,
     InvalidCredentials,
     InvalidToken,
     InvalidTransition,
@@ -45,6 +47,8 @@ _STATUS: list[tuple[type[BotyardError], int]] = [
     (PermissionDenied, 403),
     (AuthError, 401),
     (RateLimitExceeded, 429),
+    (BrowserUnavailable, 503),
+    (BrowserError, 409),
 ]
 
 

@@ -16,6 +16,7 @@ from botyard.store.records import Activity
 from botyard.store.tables import browser_sessions, jobs, utcnow
 
 _RUNNING = "running"
+_holder = jobs.alias("holder")  # the job whose running attempt holds a session
 _COLUMNS = (
     browser_sessions,
     jobs.c.worker_id,
@@ -64,11 +65,11 @@ def _live() -> Any:
         browser_sessions.c.status == "open",
         or_(
             browser_sessions.c.job_id.is_(None),
-            select(jobs.c.id)
+            select(_holder.c.id)
             .where(
-                jobs.c.id == browser_sessions.c.job_id,
-                jobs.c.attempt == browser_sessions.c.attempt,
-                jobs.c.status == _RUNNING,
+                _holder.c.id == browser_sessions.c.job_id,
+                _holder.c.attempt == browser_sessions.c.attempt,
+                _holder.c.status == _RUNNING,
             )
             .exists(),
         ),

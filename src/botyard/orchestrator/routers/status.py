@@ -67,6 +67,20 @@ def status(request: Request, runtime: RuntimeDep) -> dict[str, Any]:
         "queue": {"depth": snap.queue_depth, "by_queue": snap.queues},
         "jobs": snap.counts,
         "failure_rate_last_hour": round(snap.failure_rate, 4),
+        "browsers": _browsers(runtime),
+    }
+
+
+def _browsers(runtime: RuntimeDep) -> dict[str, Any]:
+    try:
+        figures = runtime.store.browsers.figures()
+    except Exception:  # the store's failure is reported above; this section stays readable
+        return {"provider": runtime.settings.browser.provider, "ok": False}
+    return {
+        "provider": runtime.settings.browser.provider,
+        "open": sum(figures["open"].values()),
+        "open_by_provider": figures["open"],
+        "leaked_killed": figures["leaked"],
     }
 
 
