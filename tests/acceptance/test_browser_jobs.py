@@ -70,3 +70,21 @@ def test_cancelling_a_job_kills_its_browser(system: System, tmp_path: Path) -> N
     system.wait_for(lambda: not _browsers(), 10, "every Chromium process to be gone")
     time.sleep(0.5)
     assert not _browsers()
+
+
+def test_a_killed_worker_leaves_no_browser_behind(system: System, tmp_path: Path) -> None:
+    """kill -9 of the worker: its job processes die with it (PDEATHSIG); a browser that outlives
+    them is found by the next worker's sweeper, killed and counted."""
+    system.env["BROWSER_WARM"] = "false"
+    system.server()
+    worker = system.worker("doomed-worker")
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    job_id = system.submit("accept.page_hangs", {"marker_dir": str(markers)})
+    system.wait_for(lambda: (markers / f"{job_id}.browser").exists(), 90, "the browser")
+    assert _browsers()
+    worker.kill()
+    worker.wait()
+    system.worker("next-worker")  # sweeps at start
+    system.wait_for(lambda: not _browsers(), 40, "every Chromium process to be gone")
+    system.wait_for(lambda: system.job(job_id)["status"] != "running", 30, "the recovery")

@@ -13,7 +13,7 @@ def open_provider(settings: BrowserSettings) -> BrowserProvider:
     if settings.provider == "remote":
         from botyard.browsers.remote import RemoteProvider
 
-        return RemoteProvider(settings.remote_url, settings.selenium_url)
+        return RemoteProvider(settings.remote_url, settings.selenium_url, settings.args)
     if settings.provider == "kubernetes":
         from botyard.browsers.kubernetes import KubernetesProvider
 

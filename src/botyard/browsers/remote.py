@@ -24,21 +24,22 @@ def connect_playwright(endpoint: str) -> Any:
         raise BrowserUnavailable(f"cannot connect to the browser at {endpoint}: {exc}") from None
 
 
-def selenium_options(headless: bool = True) -> Any:
+def selenium_options(args: list[str] | tuple[str, ...] = ()) -> Any:
     from selenium.webdriver.chrome.options import Options
 
     options = Options()
-    if headless:
-        options.add_argument("--headless=new")
+    options.add_argument("--headless=new")
+    for arg in args:
+        options.add_argument(arg)
     return options
 
 
-def connect_selenium(grid_url: str) -> Any:
+def connect_selenium(grid_url: str, args: list[str] | tuple[str, ...] = ()) -> Any:
     """A Selenium ``Remote`` driver on a Grid (or a standalone chromedriver) URL."""
     from selenium import webdriver
 
     try:
-        return webdriver.Remote(command_executor=grid_url, options=selenium_options())
+        return webdriver.Remote(command_executor=grid_url, options=selenium_options(args))
     except Exception as exc:
         raise BrowserUnavailable(f"cannot open a Selenium session at {grid_url}: {exc}") from None
 
@@ -51,6 +52,7 @@ def attach(
     job_id: int | None,
     session_id: str | None = None,
     browser: Any = None,
+    args: list[str] | tuple[str, ...] = (),
 ) -> BrowserSession:
     """A session on ``endpoint``: a new context and page (Playwright) or a new driver (Selenium).
 
@@ -62,7 +64,7 @@ def attach(
     )
     session.endpoint = endpoint
     if kind == "selenium":
-        session.driver = connect_selenium(endpoint)
+        session.driver = connect_selenium(endpoint, args)
     else:
         connected = browser or connect_playwright(endpoint)
         session.details["connection"] = connected
@@ -91,9 +93,12 @@ class RemoteProvider:
 
     name = "remote"
 
-    def __init__(self, remote_url: str | None, selenium_url: str | None) -> None:
+    def __init__(
+        self, remote_url: str | None, selenium_url: str | None, args: list[str] | None = None
+    ) -> None:
         self.remote_url = remote_url
         self.selenium_url = selenium_url
+        self.args = list(args or [])  # Chromium switches for Selenium sessions (BROWSER_ARGS)
         self._browser: Any = None  # the Playwright connection, kept between jobs
         self._sessions: dict[str, BrowserSession] = {}
 
@@ -108,7 +113,9 @@ class RemoteProvider:
         endpoint = self._endpoint(kind)
         if kind == "playwright" and (self._browser is None or not self._browser.is_connected()):
             self._browser = connect_playwright(endpoint)
-        session = attach(endpoint, kind, provider=self.name, job_id=job_id, browser=self._browser)
+        session = attach(
+            endpoint, kind, provider=self.name, job_id=job_id, browser=self._browser, args=self.args
+        )
         session.warm = kind == "playwright"
         self._sessions[session.id] = session
         return session

@@ -1,0 +1,92 @@
+"""The sweeper kills browsers whose owner is gone, and only those."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import psutil
+import pytest
+
+from botyard.browsers import sweeper
+from botyard.browsers.local import OWNER_SWITCH, find_chromium, switches
+
+pytestmark = pytest.mark.browser
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _chromium(owner: int) -> subprocess.Popen[bytes]:
+    profile = tempfile.mkdtemp(prefix="botyard-sweeper-test-")
+    args = [a for a in switches() if not a.startswith(OWNER_SWITCH)]
+    return subprocess.Popen(
+        [
+            find_chromium(),
+            "--headless=new",
+            *args,
+            f"{OWNER_SWITCH}{owner}",
+            f"--user-data-dir={profile}",
+            "about:blank",
+        ],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _gone(proc: subprocess.Popen[bytes], timeout: float = 10) -> bool:
+    try:
+        proc.wait(timeout=timeout)
+        return True
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def test_a_browser_whose_owner_died_is_killed_with_its_tree() -> None:
+    orphan = _chromium(_dead_pid())
+    owned = _chromium(os.getpid())  # this test process is alive: not a leak
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not psutil.Process(orphan.pid).children():
+            time.sleep(0.1)  # Chromium has started its helpers
+        helpers = [p.pid for p in psutil.Process(orphan.pid).children(recursive=True)]
+        assert helpers
+        leaks = sweeper.sweep()
+        assert [leak.pid for leak in leaks] == [orphan.pid]
+        assert _gone(orphan)
+        time.sleep(0.5)
+        assert not [pid for pid in helpers if _alive(pid)]
+        assert owned.poll() is None and sweeper.find_leaks() == []
+    finally:
+        for proc in (orphan, owned):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def test_a_recycled_owner_pid_does_not_hide_a_leak() -> None:
+    """The owner pid now names a process younger than the browser: the owner is gone."""
+    browser = _chromium(_dead_pid())
+    try:
+        leak_pids = {leak.pid for leak in sweeper.find_leaks()}
+        assert browser.pid in leak_pids
+        # Our own process is older than the browser: its browsers are never leaks.
+        assert not sweeper._owner_alive(_dead_pid(), time.time())
+        assert sweeper._owner_alive(os.getpid(), time.time())
+    finally:
+        browser.kill()
+        browser.wait()
