@@ -86,3 +86,17 @@ def page_hangs(ctx: JobContext, marker_dir: str) -> None:
     ctx.page.goto(_PAGE.format(name="hang"))
     Path(marker_dir, f"{ctx.job_id}.browser").write_text(str(ctx.browser.describe()))
     time.sleep(120)
+
+
+@automation("accept.leaky", idempotent=True, max_attempts=1, timeout=30)
+def leaky(ctx: JobContext, fail: bool = False) -> dict[str, str]:
+    """Tries to leak a secret everywhere a job can write; Botyard masks it."""
+    secret = ctx.credentials.get_secret("ACCEPT_API_KEY", required=True)
+    assert secret is not None
+    value = secret.get_secret_value()
+    ctx.log.info("calling the API with key %s", value)
+    print(f"key={value}")
+    ctx.attach("request.txt", f"Authorization: {value}\n")
+    if fail:
+        raise RuntimeError(f"the API refused key {value}")
+    return {"echo": value, "nested": [{"key": value}]}

@@ -12,7 +12,11 @@ from botyard.browsers.local import OWNER_SWITCH
 from botyard.store.sql import SqlStore
 from tests.acceptance.conftest import System
 
-pytestmark = pytest.mark.browser
+# Browsers do not depend on the store: these run on SQLite only (the contract suite covers both).
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.parametrize("store_url", ["sqlite"], indirect=True),
+]
 
 
 def _browsers() -> list[psutil.Process]:
@@ -46,12 +50,14 @@ def test_playwright_and_selenium_jobs_get_a_page_and_keep_screenshots(
 
 
 def test_a_failed_page_keeps_a_screenshot_and_the_html(system: System, store_for: SqlStore) -> None:
+    system.env["BROWSER_TRACE_ON_FAILURE"] = "true"
     system.server()
     system.worker("browser-worker")
     job_id = system.submit("accept.page_fails", {"name": "failure"})
     system.wait_for(lambda: system.job(job_id)["status"] == "failed", 90, "the job to fail")
     kept = {e.name: e for e in store_for.evidence(job_id)}
-    assert {"failure.png", "failure.html"} <= set(kept)
+    assert {"failure.png", "failure.html", "trace.zip"} <= set(kept)
+    assert Path(kept["trace.zip"].path).read_bytes()[:2] == b"PK"  # playwright show-trace
     assert kept["failure.png"].step == "look for a missing button"
     assert "Hello failure" in Path(kept["failure.html"].path).read_text()
 

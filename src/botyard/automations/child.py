@@ -55,9 +55,10 @@ class PipeChannel:
 class _JobOutput(io.TextIOBase):
     """``print`` inside a job becomes a log line of the job."""
 
-    def __init__(self, channel: PipeChannel, level: str) -> None:
+    def __init__(self, channel: PipeChannel, level: str, masker: Masker) -> None:
         self.channel = channel
         self.level = level
+        self.masker = masker
         self.buffer_text = ""
 
     def writable(self) -> bool:
@@ -67,12 +68,12 @@ class _JobOutput(io.TextIOBase):
         self.buffer_text += text
         while "\n" in self.buffer_text:
             line, self.buffer_text = self.buffer_text.split("\n", 1)
-            self.channel.send(("log", self.level, line, time.time()))
+            self.channel.send(("log", self.level, self.masker.mask(line), time.time()))
         return len(text)
 
     def flush(self) -> None:
         if self.buffer_text:
-            self.channel.send(("log", self.level, self.buffer_text, time.time()))
+            self.channel.send(("log", self.level, self.masker.mask(self.buffer_text), time.time()))
             self.buffer_text = ""
 
 
@@ -169,18 +170,28 @@ def serve(conn: Connection, registry: Registry) -> None:
             continue
         job = message[1]
         started = time.time()
-        sys.stdout = _JobOutput(channel, "INFO")
-        sys.stderr = _JobOutput(channel, "WARNING")
+        sys.stdout = _JobOutput(channel, "INFO", masker)
+        sys.stderr = _JobOutput(channel, "WARNING", masker)
         try:
             outcome, result, error = run_job(job, registry, channel, masker, credentials, browsers)
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
             sys.stdout, sys.stderr = stdout, stderr
-        if error is not None:
-            error = {k: masker.mask(v) if isinstance(v, str) else v for k, v in error.items()}
+        if masker:  # no secret leaves the job: not in its error, not in its result
+            error, result = _masked(error, masker), _masked(result, masker)
         conn.send(("done", outcome.value, result, error, started))
         browsers.prepare()  # off the job's clock: the next job finds a ready page
+
+
+def _masked(value: Any, masker: Masker) -> Any:
+    if isinstance(value, str):
+        return masker.mask(value)
+    if isinstance(value, dict):
+        return {k: _masked(v, masker) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v, masker) for v in value]
+    return value
 
 
 def run_job(
