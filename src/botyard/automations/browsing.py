@@ -52,12 +52,6 @@ class JobBrowsers:
         except Exception as exc:  # the job's outcome stands; the sweeper ends what is left
             log.warning("browser session %s did not end cleanly: %s", session.id, exc)
 
-    def warm_up(self, kind: Kind) -> None:
-        """At start: launch the browser the registered automations will want."""
-        if self.settings.warm and self.settings.provider == "local":
-            self._last_kind = kind
-            self.prepare()
-
     def prepare(self) -> None:
         """Between jobs: warm the next browser of the kind the last job used."""
         prepare = getattr(self._provider, "prepare", None)

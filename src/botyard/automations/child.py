@@ -153,10 +153,8 @@ def serve(conn: Connection, registry: Registry) -> None:
     masker = Masker.from_environment()
     masker.extend(Masker.from_settings(settings))
     credentials = open_credentials(settings, masker)
+    # No browser until a job asks for one: after that job the next one's is kept ready.
     browsers = JobBrowsers(settings.browser)
-    kinds = sorted({item.browser for item in registry if item.browser})
-    if kinds:
-        browsers.warm_up(cast(Kind, kinds[0]))
     while True:
         try:
             if not conn.poll(settings.browser.idle_ttl):
