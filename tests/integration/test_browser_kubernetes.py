@@ -25,7 +25,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from botyard.browsers.base import BrowserSession
-from botyard.browsers.kubernetes import LAST_USED, BrowserPods, KubernetesProvider
+from botyard.browsers.kubernetes import JOB_LABEL, LAST_USED, BrowserPods, KubernetesProvider
 from botyard.errors import BrowserUnavailable, ConfigurationError
 from botyard.settings import BrowserSettings
 
@@ -370,6 +370,20 @@ def test_sweep_deletes_only_idle_or_finished_botyard_pods(
     assert selectors == ["app.kubernetes.io/managed-by=botyard"]
 
 
+def test_a_running_jobs_pod_survives_sweeps_until_its_job_ends(
+    kube: FakeKubernetes, pods: BrowserPods
+) -> None:
+    """A long job leaves its pod untouched past the idle TTL: no sweep may take it away."""
+    ours = {"app.kubernetes.io/managed-by": "botyard"}
+    kube.add_pod("long-job", ours | {JOB_LABEL: "7"}, last_used=_stamp(3000))
+    kube.add_pod("ended-job", ours | {JOB_LABEL: "8"}, last_used=_stamp(3000))
+    kube.add_pod("just-started", ours | {JOB_LABEL: "9"}, last_used=_stamp(5))
+    assert pods.sweep(idle_ttl=600) == []  # a worker's sweep: it cannot know which jobs run
+    swept = pods.sweep(idle_ttl=600, running_jobs={"7"})  # the orchestrator's, from the store
+    assert swept == ["ended-job"]
+    assert sorted(name for _, name in kube.pods) == ["just-started", "long-job"]
+
+
 def test_touch_keeps_a_pod_from_the_sweep(kube: FakeKubernetes, pods: BrowserPods) -> None:
     kube.add_pod("busy", {"app.kubernetes.io/managed-by": "botyard"}, last_used=_stamp(900))
     pods.touch("busy")
@@ -606,3 +620,30 @@ def test_the_rbac_grants_every_call_the_provider_makes(
     assert used >= {("pods", "watch"), ("pods/log", "get"), ("pods", "patch"), ("pods", "list")}
     assert used <= granted
     assert granted == used | {("pods", "get"), ("services", "get"), ("services", "list")}
+
+
+def test_the_orchestrator_sweeps_pods_whose_job_no_longer_runs(
+    kube: FakeKubernetes, pods: BrowserPods, tmp_path: Path
+) -> None:
+    from botyard.orchestrator.browsers import BrowserHost
+    from botyard.store.records import NewJob
+    from botyard.store.sql import open_store
+
+    store = open_store(f"sqlite:///{tmp_path}/botyard.db")
+    host = BrowserHost(settings(BROWSER_PROVIDER="kubernetes"), store, owner="test")
+    try:
+        host._pods = pods
+        running, ended = (store.submit(NewJob("accept.quick", {"n": n}))[0].id for n in (1, 2))
+        store.claim(
+            worker_id="w", queues=["default"], automations=["accept.quick"], limit=1, lease_ttl=60
+        )
+        assert store.get_job(running).status == "running"
+        assert store.get_job(ended).status == "queued"
+        ours = {"app.kubernetes.io/managed-by": "botyard"}
+        kube.add_pod("runs", ours | {JOB_LABEL: str(running)}, last_used=_stamp(3000))
+        kube.add_pod("ended", ours | {JOB_LABEL: str(ended)}, last_used=_stamp(3000))
+        assert host.sweep_pods() == ["ended"]
+        assert [name for _, name in kube.pods] == ["runs"]
+    finally:
+        host.close()
+        store.close()

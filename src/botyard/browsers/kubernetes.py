@@ -340,8 +340,15 @@ class BrowserPods:
             raise BrowserUnavailable(f"cannot list browser pods: {_api_error(exc)}") from None
         return [self._as_dict(pod) for pod in (self._as_dict(found).get("items") or [])]
 
-    def sweep(self, idle_ttl: float) -> list[str]:
-        """Delete managed pods finished, or unused for ``idle_ttl`` seconds; returns their names."""
+    def sweep(self, idle_ttl: float, running_jobs: set[str] | None = None) -> list[str]:
+        """Delete managed pods that are finished or unused for ``idle_ttl`` seconds; returns
+        their names.
+
+        A pod serving a job is busy for as long as the job runs, which can be longer than
+        ``idle_ttl`` while nobody touches it. Without ``running_jobs`` (a worker's sweep, which
+        cannot know) such pods are left to their own end, ``activeDeadlineSeconds``; with it (the
+        orchestrator's sweep, from the store) they go once their job no longer runs.
+        """
         now = _now()
         swept = []
         for pod in self.pods():
@@ -351,7 +358,14 @@ class BrowserPods:
             phase = (pod.get("status") or {}).get("phase")
             used = _parse_time((meta.get("annotations") or {}).get(LAST_USED))
             used = used or _parse_time(meta.get("creationTimestamp")) or now
-            if phase in FINISHED or (now - used).total_seconds() > idle_ttl:
+            job = (meta.get("labels") or {}).get(JOB_LABEL, "none")
+            idle = (now - used).total_seconds() > idle_ttl
+            if job != "none":
+                if running_jobs is None:
+                    idle = False
+                else:  # a grace minute: a pod is labelled before its job's start is stored
+                    idle = job not in running_jobs and (now - used).total_seconds() > 60
+            if phase in FINISHED or idle:
                 try:
                     self.delete(meta["name"], meta["name"])
                 except BrowserUnavailable as exc:

@@ -5,6 +5,7 @@ after its time to live. Jobs' own sessions come from their workers and are only 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -19,6 +20,7 @@ from botyard.settings import BrowserSettings
 from botyard.store.sql import SqlStore
 
 log = logging.getLogger("botyard.browsers")
+_POD_SWEEP_INTERVAL = 60.0
 
 
 class NotOurSession(BrowserError):
@@ -30,6 +32,7 @@ class _Held:
     record: dict[str, Any]
     stop: Callable[[], None]
     expires: float
+    pod: str | None = None
 
 
 class BrowserHost:
@@ -40,6 +43,7 @@ class BrowserHost:
         self.store = store
         self.owner = owner
         self._held: dict[str, _Held] = {}
+        self._pods: Any = None  # BrowserPods, with BROWSER_PROVIDER=kubernetes
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._reaper = threading.Thread(target=self._reap, name="botyard-browser-ttl", daemon=True)
@@ -49,7 +53,7 @@ class BrowserHost:
         ttl = ttl or self.settings.idle_ttl
         started = time.perf_counter()
         session_id = new_session_id()
-        endpoint, pid, stop = self._start(session_id)
+        endpoint, pid, stop, pod = self._start(session_id)
         record = {
             "id": session_id,
             "provider": self.settings.provider,
@@ -61,28 +65,46 @@ class BrowserHost:
         }
         self.store.browsers.add(record, self.owner)
         with self._lock:
-            self._held[session_id] = _Held(record, stop, time.monotonic() + ttl)
+            self._held[session_id] = _Held(record, stop, time.monotonic() + ttl, pod)
         return record
 
-    def _start(self, session_id: str) -> tuple[str, int | None, Callable[[], None]]:
+    def _start(self, session_id: str) -> tuple[str, int | None, Callable[[], None], str | None]:
         s = self.settings
         if s.provider == "local":
             browser = launch_cdp(s.executable, headless=s.headless, extra=s.args)
-            return browser.endpoint, browser.pid, browser.stop
+            return browser.endpoint, browser.pid, browser.stop, None
         if s.provider == "kubernetes":
-            from botyard.browsers.kubernetes import KubernetesProvider
-
-            pods = KubernetesProvider.from_settings(s).pods
+            pods = self.pods()
             pod, service = pods.create(session_id, None)
             try:
                 pods.wait_ready(pod, s.k8s_ready_timeout)
             except Exception:
                 pods.delete(pod, service)
                 raise
-            return pods.endpoint(service), None, lambda: pods.delete(pod, service)
+            return pods.endpoint(service), None, lambda: pods.delete(pod, service), pod
         raise BrowserError(
             "BROWSER_PROVIDER=remote: the browser is already at BROWSER_REMOTE_URL; connect to it"
         )
+
+    def pods(self) -> Any:
+        if self._pods is None:
+            from botyard.browsers.kubernetes import KubernetesProvider
+
+            self._pods = KubernetesProvider.from_settings(self.settings).pods
+        return self._pods
+
+    def sweep_pods(self) -> list[str]:
+        """Browser pods idle past their TTL, or whose job no longer runs (the store knows)."""
+        running = {str(job_id) for job_id in self.store.browsers.running_jobs()}
+        with self._lock:
+            held = [h.pod for h in self._held.values() if h.pod]
+        for pod in held:  # this replica's own sessions are in use until their TTL
+            with contextlib.suppress(BrowserError):
+                self.pods().touch(pod)
+        swept: list[str] = self.pods().sweep(self.settings.idle_ttl, running)
+        if swept:
+            log.info("browser pods swept: %s", ", ".join(swept))
+        return swept
 
     def terminate(self, session_id: str) -> bool:
         """End a session this replica provisioned; False if there is no such open session."""
@@ -111,8 +133,15 @@ class BrowserHost:
             self.store.browsers.close(session_id)
 
     def _reap(self) -> None:
+        next_pod_sweep = time.monotonic() + _POD_SWEEP_INTERVAL
         while not self._stopped.wait(5.0):
             now = time.monotonic()
+            if self.settings.provider == "kubernetes" and now >= next_pod_sweep:
+                next_pod_sweep = now + _POD_SWEEP_INTERVAL
+                try:
+                    self.sweep_pods()
+                except Exception:
+                    log.exception("browser pod sweep failed")
             with self._lock:
                 expired = [(k, h) for k, h in self._held.items() if h.expires <= now]
                 for key, _held in expired:

@@ -236,3 +236,8 @@ class BrowserSessions:
     def figures(self) -> dict[str, Any]:
         with self.engine.connect() as conn:
             return figures(conn)
+
+    def running_jobs(self) -> set[int]:
+        """Jobs running now: their browser pods are busy, whatever their last use says."""
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(jobs.c.id).where(jobs.c.status == _RUNNING)).scalars())
