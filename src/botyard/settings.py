@@ -14,6 +14,8 @@ from urllib.parse import quote
 from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from botyard.concurrency import ConcurrencyLimits
+
 
 def _split_list(value: object) -> object:
     """Accept "a,b" or a JSON list (pydantic handles the latter) for list settings."""
@@ -79,6 +81,22 @@ class WorkerSettings(BaseSettings):
     @classmethod
     def _queues(cls, value: object) -> object:
         return _split_list(value)
+
+
+def _limits(value: object) -> object:
+    return ConcurrencyLimits.parse(value) if isinstance(value, str) else value
+
+
+class ConcurrencySettings(BaseSettings):
+    """Running jobs per concurrency key, where an automation's own limit (1 unless it says
+    ``concurrency_limit=``) is not the one wanted: ``PATTERN=N,...``, fnmatch patterns over the
+    rendered key (``mfn:*=2,portal:ops=3``). Read when a job is submitted."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    limits: Annotated[ConcurrencyLimits, NoDecode, BeforeValidator(_limits)] = Field(
+        default_factory=ConcurrencyLimits, validation_alias="BOTYARD_CONCURRENCY_LIMITS"
+    )
 
 
 class MaintenanceSettings(BaseSettings):
@@ -415,6 +433,7 @@ class Settings(BaseSettings):
     store: StoreSettings = Field(default_factory=StoreSettings)
     lease: LeaseSettings = Field(default_factory=LeaseSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    concurrency: ConcurrencySettings = Field(default_factory=ConcurrencySettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)

@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from botyard.concurrency import render_key, template_fields
 from botyard.errors import AutomationError, PayloadInvalid, UnknownAutomation
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -33,7 +34,8 @@ class Automation:
     timeout: float = 3600.0
     max_attempts: int = 3
     queue: str = "default"
-    concurrency_key: str | None = None
+    concurrency_key: str | None = None  # a template over the payload: "mfn:{account}"
+    concurrency_limit: int = 1  # running jobs per key, unless BOTYARD_CONCURRENCY_LIMITS says
     browser: str | None = None
     payload_model: type[BaseModel] | None = field(default=None, compare=False)
 
@@ -48,6 +50,13 @@ class Automation:
     def validate(self, payload: Any) -> dict[str, Any]:
         """Check ``payload`` against the parameters; returns it normalised to plain JSON."""
         return self.parse(payload).model_dump(mode="json", exclude_unset=False)
+
+    def concurrency_key_for(self, payload: dict[str, Any]) -> str | None:
+        """The concurrency key of a job with this validated payload; ``PayloadInvalid`` when the
+        template names a key the payload lacks."""
+        if self.concurrency_key is None:
+            return None
+        return render_key(self.concurrency_key, payload)
 
     def parse(self, payload: Any) -> BaseModel:
         if not isinstance(payload, dict):
@@ -102,6 +111,22 @@ def _payload_model(name: str, func: Callable[..., Any]) -> type[BaseModel]:
     return model
 
 
+def _check_template(name: str, template: str, model: type[BaseModel]) -> None:
+    """A key template may only name parameters (any key when the function takes ``**kwargs``)."""
+    try:
+        names = template_fields(template)
+    except ValueError as exc:
+        raise AutomationError(f"automation {name!r}: {exc}") from None
+    if model.model_config.get("extra") == "allow":
+        return
+    unknown = [n for n in names if n not in model.model_fields]
+    if unknown:
+        raise AutomationError(
+            f"automation {name!r}: concurrency key {template!r} names {', '.join(unknown)},"
+            " which the function does not take"
+        )
+
+
 class Registry:
     """Automations by name."""
 
@@ -150,18 +175,28 @@ def automation(
     max_attempts: int = 3,
     queue: str = "default",
     concurrency_key: str | None = None,
+    concurrency_limit: int = 1,
     browser: str | None = None,
     registry: Registry | None = None,
 ) -> Callable[[F], F]:
-    """Register the decorated function as the automation ``name`` ("provider.action")."""
+    """Register the decorated function as the automation ``name`` ("provider.action").
+
+    ``concurrency_key`` ("mfn:{account}") names what jobs share, from their payload; at most
+    ``concurrency_limit`` jobs with the same key run at once, across every worker.
+    """
     if timeout <= 0 or max_attempts < 1:
         raise AutomationError(f"automation {name!r}: timeout > 0 and max_attempts >= 1 please")
     if browser not in (None, "playwright", "selenium"):
         raise AutomationError(
             f"automation {name!r}: browser must be 'playwright' or 'selenium', not {browser!r}"
         )
+    if concurrency_limit < 1:
+        raise AutomationError(f"automation {name!r}: concurrency_limit must be 1 or more")
 
     def decorate(func: F) -> F:
+        model = _payload_model(name, func)
+        if concurrency_key is not None:
+            _check_template(name, concurrency_key, model)
         (registry or default_registry).add(
             Automation(
                 name=name,
@@ -171,8 +206,9 @@ def automation(
                 max_attempts=max_attempts,
                 queue=queue,
                 concurrency_key=concurrency_key,
+                concurrency_limit=concurrency_limit,
                 browser=browser,
-                payload_model=_payload_model(name, func),
+                payload_model=model,
             )
         )
         return func

@@ -59,6 +59,10 @@ class JobOut(BaseModel):
     max_attempts: int
     timeout: float
     idempotent: bool
+    concurrency_key: str | None = Field(
+        description="at most the automation's limit of running jobs share this key",
+        examples=["mfn:ops"],
+    )
     side_effect: str | None
     not_before: datetime
     worker_id: str | None

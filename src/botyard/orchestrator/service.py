@@ -8,6 +8,7 @@ from typing import Any
 
 from botyard.automations.registry import Registry
 from botyard.bus.base import CANCEL, JOBS, Bus, Event
+from botyard.concurrency import ConcurrencyLimits
 from botyard.errors import InvalidTransition, LeaseLost
 from botyard.jobs import JobStatus, Outcome
 from botyard.store.records import ClaimedJob, Completion, JobFilter, JobRecord, NewJob
@@ -30,20 +31,29 @@ class Submission:
 
 
 class JobService:
-    def __init__(self, store: SqlStore, bus: Bus, registry: Registry) -> None:
+    def __init__(
+        self,
+        store: SqlStore,
+        bus: Bus,
+        registry: Registry,
+        limits: ConcurrencyLimits | None = None,
+    ) -> None:
         self.store = store
         self.bus = bus
         self.registry = registry
+        self.limits = limits or ConcurrencyLimits()
 
     def submit(
         self, request: Submission, *, actor: str | None, client: str | None = None
     ) -> tuple[JobRecord, bool]:
         """Validate the payload against the automation, store the job and wake a worker.
 
-        Raises ``UnknownAutomation`` or ``PayloadInvalid``; nothing is stored then.
+        Raises ``UnknownAutomation`` or ``PayloadInvalid`` (a bad payload, or one the
+        automation's concurrency key cannot be made from); nothing is stored then.
         """
         item = self.registry.get(request.automation)
         payload = item.validate(request.payload)
+        key = item.concurrency_key_for(payload)
         not_before = request.not_before
         if not_before is not None and not_before.tzinfo is None:
             not_before = not_before.replace(tzinfo=UTC)
@@ -59,6 +69,10 @@ class JobService:
                 timeout=request.timeout or item.timeout,
                 idempotent=item.idempotent,
                 created_by=actor,
+                concurrency_key=key,
+                concurrency_limit=(
+                    None if key is None else self.limits.limit_for(key, item.concurrency_limit)
+                ),
             )
         )
         if created:
@@ -71,6 +85,8 @@ class JobService:
         job = self.store.cancel(job_id)
         if job.worker_id is not None:  # it was running: its worker must stop it now
             self.bus.publish(Event(CANCEL, str(job_id)))
+            if job.concurrency_key is not None:  # and its key is free for the next job
+                self.bus.publish(Event(JOBS, job.queue))
         self._audit("job_cancelled", job_id, actor, client)
         return job
 
@@ -186,7 +202,9 @@ class JobService:
     def recover(self) -> int:
         """Recover expired leases now and wake workers for what went back to the queue."""
         recovered = self.store.recover_expired()
-        if any(status is JobStatus.QUEUED for _, status in recovered):
+        # Requeued jobs want a worker; so may jobs waiting for a concurrency key a recovered
+        # job held, whatever became of it.
+        if recovered:
             self.dispatch()
         return len(recovered)
 

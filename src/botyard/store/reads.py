@@ -50,6 +50,8 @@ def job_record(row: RowMapping, **extra: Any) -> JobRecord:
         updated_at=row["updated_at"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
+        concurrency_key=row["concurrency_key"],
+        concurrency_limit=row["concurrency_limit"],
         **extra,
     )
 

@@ -21,6 +21,9 @@ class NewJob:
     timeout: float = 3600.0
     idempotent: bool = False
     created_by: str | None = None
+    # At most concurrency_limit jobs with the same concurrency_key run at once (1 when unset).
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
 
     @property
     def provider(self) -> str:
@@ -98,6 +101,8 @@ class JobRecord:
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
     attempts: list[AttemptRecord] = field(default_factory=list)
     steps: list[StepRecord] = field(default_factory=list)
 
@@ -117,6 +122,7 @@ class ClaimedJob:
     queue: str
     created_at: datetime
     not_before: datetime
+    concurrency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -88,6 +88,11 @@ jobs = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Column("started_at", UTCDateTime),
     Column("finished_at", UTCDateTime),
+    # Jobs with the same key share something (a portal account): at most concurrency_limit of
+    # them run at once, each in its own slot below the limit (see store/claims.py).
+    Column("concurrency_key", String(255)),
+    Column("concurrency_limit", Integer),
+    Column("concurrency_slot", Integer),
 )
 # The claim reads queued jobs of a queue by priority then age; the sweep reads running leases.
 Index(
@@ -105,6 +110,16 @@ Index(
     sqlite_where=text("status = 'running'"),
 )
 Index("ix_jobs_status_created", jobs.c.status, jobs.c.created_at)
+# Two running jobs never hold the same slot of a key: the claim's guarantee, and its index for
+# counting a key's running jobs.
+Index(
+    "uq_jobs_concurrency_slot",
+    jobs.c.concurrency_key,
+    jobs.c.concurrency_slot,
+    unique=True,
+    postgresql_where=text("status = 'running' AND concurrency_key IS NOT NULL"),
+    sqlite_where=text("status = 'running' AND concurrency_key IS NOT NULL"),
+)
 
 attempts = Table(
     "attempts",

@@ -76,7 +76,7 @@ class AgentWorker(PullWorker):
         with self._cond:
             if len(self._held) >= cfg.concurrency:
                 raise AgentFull(f"{len(self._held)} of {cfg.concurrency} slots busy")
-            self._held[job.id] = job
+            self._hold([job])
         state = JobState(job.id, job.attempt, "running", datetime.now(UTC))
         with self._jobs_lock:
             self.jobs[job.id] = state

@@ -106,6 +106,8 @@ class PullWorker:
         # Claimed and not finished: running in a slot, or waiting in the inbox for one.
         self._held: dict[int, ClaimedJob] = {}
         self._dropped: set[int] = set()  # held jobs that lost their lease before they started
+        # Held jobs with a concurrency key, and their queue: finishing one frees the key.
+        self._keyed: dict[int, str] = {}
         self._mean_seconds: float | None = None  # how long jobs take here, smoothed
         self._wake = True  # claim at start
         self._next_poll = 0.0
@@ -240,11 +242,18 @@ class PullWorker:
             if polled:
                 self._next_poll = time.monotonic() + cfg.poll_interval
             with self._cond:
-                self._held.update((job.id, job) for job in claimed)
+                self._hold(claimed)
                 if len(claimed) == limit:
                     self._wake = True  # there may be more where these came from
             for job in claimed:
                 self._inbox.put(job)
+
+    def _hold(self, claimed: list[ClaimedJob]) -> None:
+        """Count jobs as this worker's until their slot is free again (under ``_cond``)."""
+        for job in claimed:
+            self._held[job.id] = job
+            if job.concurrency_key is not None:
+                self._keyed[job.id] = job.queue
 
     def _plan_next_due(self) -> None:
         nxt = self.store.next_not_before(self.config.queues)
@@ -278,19 +287,26 @@ class PullWorker:
         with self._cond:
             self._held.pop(job.id, None)
             self._dropped.discard(job.id)
-            if seconds is not None:
+            if seconds is None:  # it never ran: no completion follows
+                self._keyed.pop(job.id, None)
+            else:
                 mean = self._mean_seconds
                 self._mean_seconds = seconds if mean is None else 0.8 * mean + 0.2 * seconds
             self._cond.notify_all()
 
     def _on_done(self, completion: Completion, status: Any) -> None:
         self.stats.count(status)
+        with self._cond:
+            keyed_queue = self._keyed.pop(completion.job_id, None)
         if status is JobStatus.QUEUED:
             job = self.store.get_job(completion.job_id, detail=False)
             if job.not_before <= datetime.now(UTC):
                 self.bus.publish(Event(JOBS, job.queue))
             else:
                 self._due_at(job.not_before)
+        elif status is not None and keyed_queue is not None:
+            # Its concurrency key is free now: a job of its queue waiting for it may run.
+            self.bus.publish(Event(JOBS, keyed_queue))
 
     # -- the listener and the keeper ---------------------------------------------
 
