@@ -66,11 +66,15 @@ def test_a_browser_whose_owner_died_is_killed_with_its_tree() -> None:
         helpers = [p.pid for p in psutil.Process(orphan.pid).children(recursive=True)]
         assert helpers
         leaks = sweeper.sweep()
-        assert [leak.pid for leak in leaks] == [orphan.pid]
+        assert orphan.pid in [leak.pid for leak in leaks]  # (and any other leak on this host)
+        assert owned.pid not in [leak.pid for leak in leaks]
         assert _gone(orphan)
-        time.sleep(0.5)
+        deadline = time.monotonic() + 10  # under load the helpers take a moment to go
+        while [pid for pid in helpers if _alive(pid)] and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert not [pid for pid in helpers if _alive(pid)]
-        assert owned.poll() is None and sweeper.find_leaks() == []
+        assert owned.poll() is None
+        assert owned.pid not in [leak.pid for leak in sweeper.find_leaks()]
     finally:
         for proc in (orphan, owned):
             if proc.poll() is None:

@@ -1,11 +1,8 @@
 """jobs.concurrency_key, _limit and _slot: at most limit running jobs per key, one per slot
 
 Revision ID: 0006
-Revises: 0007
+Revises: 0005
 Create Date: 2026-12-01
-
-It follows 0007 (browser_sessions), which reached main first: a database already at 0007
-still gets these columns.
 """
 
 from __future__ import annotations
@@ -14,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0007"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
