@@ -9,6 +9,7 @@ job starts on a ready page; each job gets its own context, closed after it.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import time
@@ -17,6 +18,8 @@ from typing import Any
 from botyard.browsers.base import BrowserSession, Kind, new_session_id
 from botyard.browsers.runtime import playwright
 from botyard.errors import BrowserUnavailable
+
+log = logging.getLogger("botyard.browsers")
 
 # Chromium's own background traffic (updates, sync, field trials) fails on closed networks and
 # slows every start; these switches keep it quiet.
@@ -159,11 +162,25 @@ class LocalProvider:
         return None
 
     def _launch(self) -> Any:
+        args = switches(self.args)
+        try:
+            return self._launch_with(args)
+        except BrowserUnavailable as exc:
+            if "--no-sandbox" in args or "sandbox" not in str(exc).lower():
+                raise
+        # Playwright turns Chromium's sandbox off unless asked; Botyard asks wherever it can run.
+        # Where the kernel refuses it (no unprivileged user namespaces), say so and go without.
+        log.warning("Chromium's sandbox is unavailable here; running without it (--no-sandbox)")
+        self.args.append("--no-sandbox")
+        return self._launch_with([*args, "--no-sandbox"])
+
+    def _launch_with(self, args: list[str]) -> Any:
         try:
             return playwright().chromium.launch(
                 executable_path=find_chromium(self.executable),
                 headless=self.headless,
-                args=switches(self.args),
+                args=args,
+                chromium_sandbox="--no-sandbox" not in args,
                 timeout=60_000,
             )
         except BrowserUnavailable:
