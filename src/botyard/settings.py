@@ -388,6 +388,9 @@ class BrowserSettings(BaseSettings):
     warm: bool = Field(default=True, validation_alias="BROWSER_WARM")
     idle_ttl: float = Field(default=600.0, gt=0, validation_alias="BROWSER_IDLE_TTL")
     trace_on_failure: bool = Field(default=False, validation_alias="BROWSER_TRACE_ON_FAILURE")
+    # POST /browsers: off unless enabled, since the browser it starts answers anyone who can
+    # reach its port (a DevTools port on this host, a Playwright server in a pod).
+    api_sessions: bool = Field(default=False, validation_alias="BROWSER_API_SESSIONS")
     # remote: a Playwright server (ws://...), a Chrome DevTools endpoint (http://...:9222).
     remote_url: str | None = Field(default=None, validation_alias="BROWSER_REMOTE_URL")
     # remote: a Selenium Grid (http://grid:4444/wd/hub) for browser="selenium" jobs.

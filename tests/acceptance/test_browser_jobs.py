@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import time
+import zipfile
 from pathlib import Path
 
 import psutil
@@ -50,14 +52,19 @@ def test_playwright_and_selenium_jobs_get_a_page_and_keep_screenshots(
 
 
 def test_a_failed_page_keeps_a_screenshot_and_the_html(system: System, store_for: SqlStore) -> None:
-    system.env["BROWSER_TRACE_ON_FAILURE"] = "true"
+    system.env.update(BROWSER_TRACE_ON_FAILURE="true", ACCEPT_PORTAL_PASSWORD="hunter2-portal-pw")
     system.server()
     system.worker("browser-worker")
     job_id = system.submit("accept.page_fails", {"name": "failure"})
     system.wait_for(lambda: system.job(job_id)["status"] == "failed", 90, "the job to fail")
     kept = {e.name: e for e in store_for.evidence(job_id)}
     assert {"failure.png", "failure.html", "trace.zip"} <= set(kept)
-    assert Path(kept["trace.zip"].path).read_bytes()[:2] == b"PK"  # playwright show-trace
+    trace = Path(kept["trace.zip"].path).read_bytes()
+    assert trace[:2] == b"PK"  # playwright show-trace
+    with zipfile.ZipFile(io.BytesIO(trace)) as archive:  # typed into the page, masked in the trace
+        texts = [archive.read(name) for name in archive.namelist()]
+    assert any(b"***" in text for text in texts)
+    assert not any(b"hunter2-portal-pw" in text for text in texts)
     assert kept["failure.png"].step == "look for a missing button"
     assert "Hello failure" in Path(kept["failure.html"].path).read_text()
 
@@ -91,6 +98,14 @@ def test_a_killed_worker_leaves_no_browser_behind(system: System, tmp_path: Path
     assert _browsers()
     worker.kill()
     worker.wait()
+    time.sleep(2)  # what dies with the worker has died
+    outlived = _browsers()
     system.worker("next-worker")  # sweeps at start
     system.wait_for(lambda: not _browsers(), 40, "every Chromium process to be gone")
+    if outlived:  # the sweeper killed them: counted
+        metrics = system.api("GET", "/metrics?format=prometheus").text
+        [leaks] = [
+            line for line in metrics.splitlines() if line.startswith("botyard_browser_leaks")
+        ]
+        assert float(leaks.split()[-1]) >= 1
     system.wait_for(lambda: system.job(job_id)["status"] != "running", 30, "the recovery")

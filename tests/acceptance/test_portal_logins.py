@@ -56,6 +56,10 @@ def test_two_jobs_on_one_account_get_increasing_steps_and_both_log_in(
     ]
     for job_id in jobs:
         system.wait_for(lambda j=job_id: system.job(j)["status"] == "succeeded", 120, "the job")
+    first, second = (system.job(job_id) for job_id in jobs)
+    # Both ran at once on the one account (limit 2): neither finished before the other started.
+    assert str(first["started_at"]) < str(second["finished_at"])
+    assert str(second["started_at"]) < str(first["finished_at"])
     steps = []
     for job_id in jobs:
         logs = " ".join(line.message for line in store_for.logs(job_id))

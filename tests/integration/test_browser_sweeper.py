@@ -91,6 +91,15 @@ def test_a_recycled_owner_pid_does_not_hide_a_leak() -> None:
         # Our own process is older than the browser: its browsers are never leaks.
         assert not sweeper._owner_alive(_dead_pid(), time.time())
         assert sweeper._owner_alive(os.getpid(), time.time())
+        # A live process younger than the browser only wears the dead owner's recycled pid.
+        young = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        try:
+            born = psutil.Process(young.pid).create_time()
+            assert sweeper._owner_alive(young.pid, born + 1)
+            assert not sweeper._owner_alive(young.pid, born - 10)
+        finally:
+            young.kill()
+            young.wait()
     finally:
         browser.kill()
         browser.wait()

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture
 def api(make_api: MakeApi) -> TestClient:
-    client = make_api()
+    client = make_api(BROWSER_API_SESSIONS="true")
     users = client.app.state.runtime.store.users  # type: ignore[attr-defined]
     users.create("victor", hash_password("viewer-pw"), Role.VIEWER.value)
     users.create("olivia", hash_password("operator-pw"), Role.OPERATOR.value)
@@ -114,7 +114,29 @@ def test_prometheus_reports_browser_sessions(api: TestClient) -> None:
 
 
 def test_the_remote_provider_has_nothing_to_provision(make_api: MakeApi) -> None:
-    api = make_api(BROWSER_PROVIDER="remote", BROWSER_REMOTE_URL="http://127.0.0.1:9")
+    api = make_api(
+        BROWSER_PROVIDER="remote", BROWSER_REMOTE_URL="http://127.0.0.1:9", BROWSER_API_SESSIONS="1"
+    )
     admin = token(api, "admin", "admin-password")
     answer = api.post("/browsers", headers=admin)
     assert answer.status_code == 409 and "BROWSER_REMOTE_URL" in answer.json()["detail"]
+
+
+def test_sessions_through_the_api_are_off_unless_enabled(make_api: MakeApi) -> None:
+    api = make_api()
+    admin = token(api, "admin", "admin-password")
+    answer = api.post("/browsers", headers=admin)
+    assert answer.status_code == 409 and "BROWSER_API_SESSIONS=true" in answer.json()["detail"]
+    assert api.get("/browsers", headers=admin).json() == []
+
+
+def test_rows_an_earlier_orchestrator_left_open_are_closed_at_start(make_api: MakeApi) -> None:
+    api = make_api(BROWSER_API_SESSIONS="true")
+    store = api.app.state.runtime.store  # type: ignore[attr-defined]
+    host = api.app.state.browsers  # type: ignore[attr-defined]
+    gone = host.owner.rsplit(":", 1)[0] + ":999999999"  # this host, a pid that does not run
+    session = {"id": "left-open", "provider": "local", "kind": "cdp", "started_at": time.time()}
+    store.browsers.add({**session, "endpoint": "http://u:pw@127.0.0.1:1/?token=t"}, gone)
+    assert store.browsers.get("left-open")["endpoint"] == "http://u:***@127.0.0.1:1/"
+    host._close_orphans()
+    assert store.browsers.get("left-open")["status"] == "closed"

@@ -659,7 +659,13 @@ def test_the_kustomization_ties_the_manifests_together(tmp_path: Path) -> None:
     kustomization = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())
     assert kustomization["namespace"] == NAMESPACE
     resources = set(kustomization["resources"])
-    assert resources == {"browser-rbac.yaml", "configmap.yaml", "orchestrator.yaml", "worker.yaml"}
+    assert resources == {
+        "browser-rbac.yaml",
+        "browser-networkpolicy.yaml",
+        "configmap.yaml",
+        "orchestrator.yaml",
+        "worker.yaml",
+    }
     # The Secret is the operator's own; the pod template is a file the workers read.
     images = {i["name"] for i in kustomization["images"]}
     used = {
@@ -676,3 +682,20 @@ def test_the_kustomization_ties_the_manifests_together(tmp_path: Path) -> None:
         for document in yaml.safe_load_all(built.stdout):
             assert document["metadata"]["namespace"] == NAMESPACE
             _validate(document, K8S_VERSIONS[-1], "kubectl kustomize")
+
+
+def test_only_botyard_reaches_the_browser_pods() -> None:
+    policy = yaml.safe_load((KUBERNETES / "browser-networkpolicy.yaml").read_text())
+    assert policy["spec"]["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/managed-by": "botyard"
+    }
+    [rule] = policy["spec"]["ingress"]
+    [source] = rule["from"]
+    allowed = source["podSelector"]["matchExpressions"][0]["values"]
+    for name in ("worker.yaml", "orchestrator.yaml"):
+        pods = [
+            doc["spec"]["template"]["metadata"]["labels"]
+            for doc in yaml.safe_load_all((KUBERNETES / name).read_text())
+            if doc and doc["kind"] == "Deployment"
+        ]
+        assert pods and all(labels["app.kubernetes.io/component"] in allowed for labels in pods)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
 from botyard.automations.context import JobContext
 from botyard.browsers import BrowserProvider, BrowserSession, Kind, open_provider
 from botyard.jobs import Outcome
+from botyard.masking import Masker
 from botyard.settings import BrowserSettings
 
 log = logging.getLogger("botyard.browsers")
@@ -93,9 +96,27 @@ def _keep_trace(ctx: JobContext, context: Any) -> None:
         path = Path(tmp) / "trace.zip"
         try:
             context.tracing.stop(path=str(path))
-            ctx.attach("trace.zip", path.read_bytes(), "application/zip")
+            ctx.attach("trace.zip", masked_zip(path.read_bytes(), ctx.masker), "application/zip")
         except Exception as exc:
             ctx.log.warning("no Playwright trace: %s", exc)
+
+
+def masked_zip(data: bytes, masker: Masker) -> bytes:
+    """The zip with every secret masked in its text entries: a trace records what was typed
+    (``page.fill("#password", …)``) and what was sent."""
+    if not masker:
+        return data
+    out = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(data)) as source,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target,
+    ):
+        for entry in source.infolist():
+            raw = source.read(entry)
+            with contextlib.suppress(UnicodeDecodeError):  # images and other binaries stay
+                raw = masker.mask(raw.decode("utf-8")).encode()
+            target.writestr(entry, raw)
+    return out.getvalue()
 
 
 def describe(session: BrowserSession, state: str) -> dict[str, Any]:

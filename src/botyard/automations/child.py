@@ -218,7 +218,7 @@ def run_job(
     if item.browser is not None:
         try:
             ctx.browser = browsers.provision(ctx.job_id, cast(Kind, item.browser))
-        except BotyardError as exc:  # no browser: an infrastructure error, retried as usual
+        except Exception as exc:  # no browser: an infrastructure error, retried as usual
             ctx.log.error("no browser for the job: %s", exc)
             return Outcome.ERROR, None, _error(exc, "BrowserUnavailable")
         channel.send(("browser", describe(ctx.browser, "open"), time.time()))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -19,6 +21,9 @@ class ChildProcess:
 
     def __init__(self, modules: list[str], scripts: list[str]) -> None:
         parent_sock, child_sock = socket.socketpair()
+        # The child's own temporary folder: what a killed job leaves there (Playwright's
+        # profiles and artifacts, a script's files) is removed with the child.
+        self.tmpdir = tempfile.mkdtemp(prefix="botyard-child-")
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -30,6 +35,7 @@ class ChildProcess:
             pass_fds=[child_sock.fileno()],
             start_new_session=True,
             stdin=subprocess.DEVNULL,
+            env={**os.environ, "TMPDIR": self.tmpdir},
         )
         child_sock.close()
         self.conn = Connection(parent_sock.detach())
@@ -75,6 +81,7 @@ class ChildProcess:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
         self.conn.close()
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
 
     def exit_description(self) -> str:
         code = self.proc.wait()
@@ -92,3 +99,4 @@ class ChildProcess:
         except subprocess.TimeoutExpired:
             kill_tree(self.proc.pid)
             self.proc.wait()
+        shutil.rmtree(self.tmpdir, ignore_errors=True)

@@ -8,7 +8,9 @@ browser slipped out of its tree, the browser outlives its owner. Those are leaks
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 
@@ -16,6 +18,7 @@ from botyard.browsers.local import OWNER_SWITCH
 from botyard.processes import kill_tree
 
 log = logging.getLogger("botyard.browsers")
+_THROWAWAY_PROFILES = ("playwright_chromiumdev_profile-", "botyard-browser-", ".org.chromium.")
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,10 @@ class Leak:
     pid: int
     owner: int
     started_at: float
+
+    def record(self) -> tuple[str, int, float]:
+        """``(id, pid, started_at)`` for the store: the same id whoever records it."""
+        return f"leak-{self.pid}-{self.started_at:.0f}", self.pid, self.started_at
 
 
 def _owner(cmdline: list[str]) -> int | None:
@@ -65,11 +72,38 @@ def owned_by(owner: int) -> list[int]:
     return pids
 
 
+def _driver_of(pid: int) -> int | None:
+    """The chromedriver that started this browser, if it is one (Selenium's, now orphaned)."""
+    try:
+        parent = psutil.Process(pid).parent()
+        return parent.pid if parent is not None and "chromedriver" in parent.name() else None
+    except psutil.Error:
+        return None
+
+
+def _profile_of(pid: int) -> Path | None:
+    """The browser's throw-away profile folder (Playwright's or Botyard's), to remove with it."""
+    try:
+        cmdline = psutil.Process(pid).cmdline()
+    except psutil.Error:
+        return None
+    for arg in cmdline:
+        if arg.startswith("--user-data-dir="):
+            path = Path(arg.split("=", 1)[1])
+            if path.name.startswith(_THROWAWAY_PROFILES):
+                return path
+    return None
+
+
 def sweep() -> list[Leak]:
-    """Kill every leaked browser with its whole tree; each is logged, and returned for counting."""
+    """Kill every leaked browser with its whole tree (and the chromedriver that started it),
+    remove its throw-away profile; each is logged, and returned for counting."""
     leaks = find_leaks()
     for leak in leaks:
-        killed = kill_tree(leak.pid)
+        profile = _profile_of(leak.pid)
+        killed = kill_tree(_driver_of(leak.pid) or leak.pid)
+        if profile is not None:
+            shutil.rmtree(profile, ignore_errors=True)
         log.warning(
             "leaked browser pid %d (owner %d gone): killed %d processes",
             leak.pid,

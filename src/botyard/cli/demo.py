@@ -246,9 +246,9 @@ def _run(
         return False
     first = min(jobs)
     console.print(
-        f"Look at: {url}/docs (the API; user admin, password {password}),"
-        f" {url}/jobs/{first}/screenshots, {url}/browsers?all=true;"
-        f" screenshots on disk under {folder / 'evidence'}/<job>/<attempt>/"
+        f"Look at: {url}/docs (the API: Authorize as admin / {password}, then"
+        f" GET /jobs/{first}/screenshots, /browsers?all=true, /totp/metrics);"
+        f" the screenshots on disk under {folder / 'evidence'}/<job>/<attempt>/"
     )
     return True
 

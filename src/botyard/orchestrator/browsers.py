@@ -13,6 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
+
+from botyard.browsers import sweeper
 from botyard.browsers.base import new_session_id
 from botyard.browsers.cdp import launch_cdp
 from botyard.errors import BrowserError
@@ -21,6 +24,7 @@ from botyard.store.sql import SqlStore
 
 log = logging.getLogger("botyard.browsers")
 _POD_SWEEP_INTERVAL = 60.0
+_LEAK_SWEEP_INTERVAL = 30.0
 
 
 class NotOurSession(BrowserError):
@@ -46,10 +50,16 @@ class BrowserHost:
         self._pods: Any = None  # BrowserPods, with BROWSER_PROVIDER=kubernetes
         self._lock = threading.Lock()
         self._stopped = threading.Event()
+        self._close_orphans()
         self._reaper = threading.Thread(target=self._reap, name="botyard-browser-ttl", daemon=True)
         self._reaper.start()
 
     def provision(self, ttl: float | None = None) -> dict[str, Any]:
+        if not self.settings.api_sessions:
+            raise BrowserError(
+                "browser sessions through the API are off: set BROWSER_API_SESSIONS=true (the "
+                "browser answers anyone who can reach its port: this host, or the cluster)"
+            )
         ttl = ttl or self.settings.idle_ttl
         started = time.perf_counter()
         session_id = new_session_id()
@@ -132,10 +142,38 @@ class BrowserHost:
         finally:
             self.store.browsers.close(session_id)
 
+    def _close_orphans(self) -> None:
+        """Sessions an earlier orchestrator process on this host provisioned and never ended
+        (it crashed): their browsers are leaks, killed by the sweeper; their rows close here."""
+        prefix = self.owner.rsplit(":", 1)[0] + ":"
+        for row in self.store.browsers.open():
+            owner = row["owner"] or ""
+            if row["job_id"] is None and owner.startswith(prefix) and owner != self.owner:
+                pid = owner.rsplit(":", 1)[1]
+                if not (pid.isdigit() and psutil.pid_exists(int(pid))):
+                    self.store.browsers.close(row["id"])
+
+    def _sweep_leaks(self) -> None:
+        leaks = sweeper.sweep()
+        self.store.browsers.add_leaks(
+            self.owner,
+            [
+                (f"leak-{leak.pid}-{leak.started_at:.0f}", leak.pid, leak.started_at)
+                for leak in leaks
+            ],
+        )
+
     def _reap(self) -> None:
         next_pod_sweep = time.monotonic() + _POD_SWEEP_INTERVAL
+        next_leak_sweep = time.monotonic()
         while not self._stopped.wait(5.0):
             now = time.monotonic()
+            if self.settings.provider == "local" and now >= next_leak_sweep:
+                next_leak_sweep = now + _LEAK_SWEEP_INTERVAL
+                try:
+                    self._sweep_leaks()
+                except Exception:
+                    log.exception("browser sweep failed")
             if self.settings.provider == "kubernetes" and now >= next_pod_sweep:
                 next_pod_sweep = now + _POD_SWEEP_INTERVAL
                 try:

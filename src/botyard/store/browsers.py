@@ -9,9 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
+from botyard.masking import mask_url
 from botyard.store.records import Activity
 from botyard.store.tables import browser_sessions, jobs, utcnow
 
@@ -29,6 +32,21 @@ def _at(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
+def _insert_new(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert rows whose id is not stored yet (a retried write, or a leak two workers saw)."""
+    if not rows:
+        return
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(dialect.insert(browser_sessions).on_conflict_do_nothing(), rows)
+
+
+def shown_endpoint(url: str | None) -> str | None:
+    """An endpoint as it may be stored and shown: no password, no query string (tokens)."""
+    if not url:
+        return url
+    return mask_url(urlunsplit(urlsplit(url)._replace(query="", fragment="")))
+
+
 def write_sessions(conn: Connection, items: Sequence[Activity]) -> None:
     """Store the ``browser`` activity of attempts (open, then closed)."""
     for a in items:
@@ -36,20 +54,23 @@ def write_sessions(conn: Connection, items: Sequence[Activity]) -> None:
             continue
         data = a.data
         if data["state"] == "open":
-            conn.execute(
-                insert(browser_sessions).values(
-                    id=data["id"],
-                    job_id=a.job_id,
-                    attempt=a.attempt,
-                    provider=data["provider"],
-                    kind=data["kind"],
-                    endpoint=data.get("endpoint"),
-                    warm=bool(data.get("warm")),
-                    ready_seconds=data.get("ready_seconds"),
-                    pid=data.get("browser_pid"),
-                    status="open",
-                    started_at=_at(data["started_at"]),
-                )
+            _insert_new(
+                conn,
+                [
+                    {
+                        "id": data["id"],
+                        "job_id": a.job_id,
+                        "attempt": a.attempt,
+                        "provider": data["provider"],
+                        "kind": data["kind"],
+                        "endpoint": shown_endpoint(data.get("endpoint")),
+                        "warm": bool(data.get("warm")),
+                        "ready_seconds": data.get("ready_seconds"),
+                        "pid": data.get("browser_pid"),
+                        "status": "open",
+                        "started_at": _at(data["started_at"]),
+                    }
+                ],
             )
         else:
             conn.execute(
@@ -139,7 +160,7 @@ def add_session(conn: Connection, session: dict[str, Any], owner: str) -> None:
             owner=owner,
             provider=session["provider"],
             kind=session["kind"],
-            endpoint=session.get("endpoint"),
+            endpoint=shown_endpoint(session.get("endpoint")),
             warm=False,
             ready_seconds=session.get("ready_seconds"),
             pid=session.get("pid"),
@@ -161,8 +182,8 @@ def close_session(conn: Connection, session_id: str) -> bool:
 def add_leaks(conn: Connection, owner: str, leaks: Sequence[tuple[str, int, float]]) -> None:
     """Browsers the sweeper killed: ``(id, pid, started_at)`` each."""
     now = utcnow()
-    conn.execute(
-        insert(browser_sessions),
+    _insert_new(
+        conn,
         [
             {
                 "id": leak_id,

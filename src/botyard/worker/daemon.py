@@ -391,14 +391,8 @@ class PullWorker:
         """Kill browsers whose owner died (a worker killed with -9, say) and record each."""
         try:
             leaks = browser_sweeper.sweep()
-            self.store.browsers.add_leaks(
-                self.config.worker_id,
-                [
-                    (f"leak-{leak.pid}-{leak.started_at:.0f}", leak.pid, leak.started_at)
-                    for leak in leaks
-                ],
-            )
-        except Exception:  # two workers on one host may both see a leak; one records it
+            self.store.browsers.add_leaks(self.config.worker_id, [leak.record() for leak in leaks])
+        except Exception:  # the next sweep tries again
             log.exception("browser sweep failed")
 
     def _heartbeat(self, status: str) -> None:
