@@ -300,9 +300,10 @@ class PullWorker:
             keyed_queue = self._keyed.pop(completion.job_id, None)
         if status is JobStatus.QUEUED:
             job = self.store.get_job(completion.job_id, detail=False)
-            if job.not_before <= datetime.now(UTC):
+            if job.not_before <= datetime.now(UTC) or keyed_queue is not None:
+                # Runnable now, or its key is free now for another job waiting on it.
                 self.bus.publish(Event(JOBS, job.queue))
-            else:
+            if job.not_before > datetime.now(UTC):
                 self._due_at(job.not_before)
         elif status is not None and keyed_queue is not None:
             # Its concurrency key is free now: a job of its queue waiting for it may run.
