@@ -278,6 +278,17 @@ class RedisSettings(BaseSettings):
     valkey_host: str | None = Field(default=None, validation_alias="VALKEY_HOST")
     valkey_port: int = Field(default=6379, ge=1, le=65535, validation_alias="VALKEY_PORT")
     valkey_password: SecretStr | None = Field(default=None, validation_alias="VALKEY_PASSWORD")
+    # Seed 003: a worker's heartbeat key lives 30 s unless renewed.
+    heartbeat_ttl: int = Field(
+        default=30, ge=1, le=3600, validation_alias="BOTYARD_REDIS_HEARTBEAT_TTL"
+    )
+    # Keys and channels start with it: several Botyards (or test runs) can share one Redis.
+    prefix: str = Field(
+        default="botyard",
+        min_length=1,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        validation_alias="BOTYARD_REDIS_PREFIX",
+    )
 
     @property
     def url(self) -> str | None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from botyard.automations.registry import Registry, load_automations
 from botyard.bus import Bus, open_bus
 from botyard.credentials import Credentials, EnvironmentSource, FolderSource, Source
 from botyard.errors import ConfigurationError
+from botyard.events import EventPublisher, NullPublisher
 from botyard.masking import Masker
 from botyard.settings import Settings
 from botyard.store.sql import SqlStore, open_store
@@ -21,8 +23,11 @@ class Runtime:
     store: SqlStore
     bus: Bus
     registry: Registry
+    events: EventPublisher = field(default_factory=NullPublisher)
+    redis: Any = None  # a redis-py client when Redis is configured, for reads
 
     def close(self) -> None:
+        self.events.close()
         self.bus.close()
         self.store.close()
 
@@ -41,9 +46,35 @@ def open_runtime(
         modules if modules is not None else settings.server.automations, scripts or []
     )
     store = open_store(settings.store.url, pool_size=pool_size, pre_ping=pre_ping)
-    return Runtime(
+    runtime = Runtime(
         settings=settings, store=store, bus=open_bus(settings.store.url), registry=registry
     )
+    if settings.redis.url is not None:
+        runtime.events = open_event_publisher(settings)
+        runtime.redis = getattr(runtime.events, "client", None)
+    return runtime
+
+
+def open_event_publisher(settings: Settings) -> EventPublisher:
+    """Job status events and heartbeat keys in Redis/Valkey when one is configured."""
+    url = settings.redis.url
+    if url is None:
+        return NullPublisher()
+    _require_redis_py()
+    from botyard.bus.redis_events import RedisEventPublisher, connect
+
+    return RedisEventPublisher(
+        connect(url), prefix=settings.redis.prefix, heartbeat_ttl=settings.redis.heartbeat_ttl
+    )
+
+
+def _require_redis_py() -> None:
+    try:
+        import redis  # noqa: F401
+    except ImportError as exc:
+        raise ConfigurationError(
+            "REDIS_URL or VALKEY_HOST is set but redis-py is missing: pip install 'botyard[redis]'"
+        ) from exc
 
 
 def open_credentials(settings: Settings, masker: Masker | None = None) -> Credentials:
@@ -60,10 +91,7 @@ def open_totp_ledger(settings: Settings, store: SqlStore) -> Ledger:
     url = settings.redis.url
     if url is None:
         return SqlLedger(store.engine)
-    try:
-        import redis
-    except ImportError as exc:
-        raise ConfigurationError(
-            "REDIS_URL or VALKEY_HOST is set but redis-py is missing: pip install 'botyard[redis]'"
-        ) from exc
+    _require_redis_py()
+    import redis
+
     return RedisLedger(redis.Redis.from_url(url, decode_responses=True))

@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from botyard.cli import agent, config, demo, jobs, standby, system, users
+from botyard.cli import agent, config, demo, events, jobs, standby, system, users
 from botyard.masking import Masker, install_log_masking
 from botyard.version import __version__
 
@@ -24,6 +24,7 @@ users.register(app)
 config.register(app)
 standby.register(app)
 agent.register(app)
+events.register(app)
 
 
 def _version(value: bool) -> None:

@@ -69,7 +69,7 @@ def agent(
         data_dir=settings.store.data_dir,
         endpoint=advertised.rstrip("/"),
     )
-    worker = AgentWorker(runtime.store, runtime.bus, config)
+    worker = AgentWorker(runtime.store, runtime.bus, config, events=runtime.events)
     app = create_agent_app(worker, ags, development=development)
     thread = threading.Thread(target=worker.run, kwargs={"install_signals": False}, daemon=True)
     thread.start()

@@ -110,7 +110,7 @@ def worker(
         data_dir=settings.store.data_dir,
     )
     try:
-        PullWorker(runtime.store, runtime.bus, config).run()
+        PullWorker(runtime.store, runtime.bus, config, events=runtime.events).run()
     finally:
         runtime.close()
 

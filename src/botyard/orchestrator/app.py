@@ -86,7 +86,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         anyio.to_thread.current_default_thread_limiter().total_tokens = threads
         rt = runtime or open_runtime(settings, pool_size=threads + 4)
         bootstrap_admin(rt)
-        service = JobService(rt.store, rt.bus, rt.registry, settings.concurrency.limits)
+        service = JobService(
+            rt.store, rt.bus, rt.registry, settings.concurrency.limits, events=rt.events
+        )
         app.state.runtime = rt
         app.state.service = service
         app.state.authenticator = Authenticator(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from botyard.jobs import JobStatus
 from botyard.store.records import JobRecord, WorkerRecord
@@ -124,6 +124,14 @@ class JobLogs(BaseModel):
     lines: list[LogLineOut]
 
 
+class WorkerRedisOut(BaseModel):
+    """The worker's heartbeat key in Redis: present while it beats, and its counters."""
+
+    alive: bool
+    ttl: int | None
+    stats: dict[str, int]
+
+
 class WorkerOut(BaseModel):
     id: str
     hostname: str
@@ -139,11 +147,22 @@ class WorkerOut(BaseModel):
     started_at: datetime
     last_heartbeat: datetime
     endpoint: str | None = None  # agents: where the orchestrator pushes jobs
+    redis: WorkerRedisOut | None = None  # only when Redis is configured
 
     @classmethod
-    def of(cls, worker: WorkerRecord, *, online: bool) -> WorkerOut:
-        fields = {n: getattr(worker, n) for n in cls.model_fields if n != "online"}
-        return cls(**fields, online=online)
+    def of(
+        cls, worker: WorkerRecord, *, online: bool, redis: dict[str, Any] | None = None
+    ) -> WorkerOut:
+        fields = {n: getattr(worker, n) for n in cls.model_fields if n not in ("online", "redis")}
+        extra = WorkerRedisOut(**redis) if redis is not None else None
+        return cls(**fields, online=online, redis=extra)
+
+    @model_serializer(mode="wrap")
+    def _without_absent_redis(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("redis", True) is None:
+            del data["redis"]  # without Redis the answer stays what it always was
+        return data
 
 
 class Token(BaseModel):

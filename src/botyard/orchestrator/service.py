@@ -10,6 +10,7 @@ from botyard.automations.registry import Registry
 from botyard.bus.base import CANCEL, JOBS, Bus, Event
 from botyard.concurrency import ConcurrencyLimits
 from botyard.errors import InvalidTransition, LeaseLost
+from botyard.events import EventPublisher, JobEvent, NullPublisher
 from botyard.jobs import JobStatus, Outcome
 from botyard.store.records import ClaimedJob, Completion, JobFilter, JobRecord, NewJob
 from botyard.store.sql import SqlStore
@@ -37,11 +38,13 @@ class JobService:
         bus: Bus,
         registry: Registry,
         limits: ConcurrencyLimits | None = None,
+        events: EventPublisher | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
         self.registry = registry
         self.limits = limits or ConcurrencyLimits()
+        self.events: EventPublisher = events or NullPublisher()
 
     def submit(
         self, request: Submission, *, actor: str | None, client: str | None = None
@@ -77,12 +80,14 @@ class JobService:
         )
         if created:
             self.bus.publish(Event(JOBS, job.queue))
+            self._announce(job, None)
             details = {"automation": job.automation, "queue": job.queue}
             self._audit("job_submitted", job.id, actor, client, details)
         return job, created
 
     def cancel(self, job_id: int, *, actor: str | None, client: str | None = None) -> JobRecord:
         job = self.store.cancel(job_id)
+        self._announce(job, JobStatus.RUNNING if job.worker_id is not None else JobStatus.QUEUED)
         if job.worker_id is not None:  # it was running: its worker must stop it now
             self.bus.publish(Event(CANCEL, str(job_id)))
             if job.concurrency_key is not None:  # and its key is free for the next job
@@ -91,12 +96,14 @@ class JobService:
         return job
 
     def retry(self, job_id: int, *, actor: str | None, client: str | None = None) -> JobRecord:
-        if self.store.get_job(job_id, detail=False).queue == EXTERNAL_QUEUE:
+        before = self.store.get_job(job_id, detail=False)
+        if before.queue == EXTERNAL_QUEUE:
             raise InvalidTransition(
                 f"job {job_id} ran outside Botyard's workers (a standby task): send the task again"
             )
         job = self.store.retry(job_id)
         self.bus.publish(Event(JOBS, job.queue))
+        self._announce(job, before.status)
         self._audit("job_retried", job_id, actor, client)
         return job
 
@@ -107,6 +114,7 @@ class JobService:
         for queue in {job.queue for job in jobs}:
             self.bus.publish(Event(JOBS, queue))
         for job in jobs:
+            self._announce(job, JobStatus.FAILED)
             self._audit("job_retried", job.id, actor, client, {"bulk": True})
         return jobs
 
@@ -120,6 +128,7 @@ class JobService:
         client: str | None = None,
     ) -> JobRecord:
         job = self.store.resolve(job_id, succeeded=succeeded, note=note, actor=actor)
+        self._announce(job, JobStatus.NEEDS_REVIEW)
         details = {"status": job.status.value, "note": note}
         self._audit("job_resolved", job_id, actor, client, details)
         return job
@@ -149,6 +158,11 @@ class JobService:
             # Nobody renews it: a standby that dies leaves the job to fail when this runs out.
             lease_ttl=timeout + EXTERNAL_LEASE_MARGIN,
         )
+        if self.events.enabled:
+            running = JobStatus.RUNNING.value
+            self.events.publish(
+                JobEvent(job.id, job.attempt, running, None, job.automation, job.queue, worker_id)
+            )
         self._audit("job_started_externally", job.id, f"worker:{worker_id}", client)
         return job
 
@@ -183,9 +197,20 @@ class JobService:
         )
         if status is None:
             raise LeaseLost(f"job {job_id} attempt {attempt} was closed meanwhile")
+        if self.events.enabled:
+            self.events.publish(
+                JobEvent(
+                    job_id, attempt, status.value, "running", job.automation, job.queue, worker_id
+                )
+            )
         details = {"outcome": outcome.value, "status": status.value}
         self._audit("job_finished_externally", job_id, f"worker:{worker_id}", client, details)
         return status
+
+    def _announce(self, job: JobRecord, previous: JobStatus | None) -> None:
+        """Publish the status ``job`` is in now (fire-and-forget)."""
+        if self.events.enabled:
+            self.events.publish(JobEvent.of(job, previous))
 
     def _audit(
         self,
@@ -202,6 +227,9 @@ class JobService:
     def recover(self) -> int:
         """Recover expired leases now and wake workers for what went back to the queue."""
         recovered = self.store.recover_expired()
+        if self.events.enabled:
+            for job_id, _status in recovered:
+                self._announce(self.store.get_job(job_id, detail=False), JobStatus.RUNNING)
         # Requeued jobs want a worker; so may jobs waiting for a concurrency key a recovered
         # job held, whatever became of it.
         if recovered:

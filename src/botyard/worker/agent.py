@@ -18,6 +18,7 @@ from typing import Any
 
 from botyard.bus import Bus
 from botyard.errors import BotyardError
+from botyard.events import EventPublisher
 from botyard.jobs import JobStatus
 from botyard.store.records import ClaimedJob, Completion
 from botyard.store.sql import SqlStore
@@ -45,10 +46,17 @@ class JobState:
 
 
 class AgentWorker(PullWorker):
-    def __init__(self, store: SqlStore, bus: Bus, config: WorkerConfig) -> None:
+    def __init__(
+        self,
+        store: SqlStore,
+        bus: Bus,
+        config: WorkerConfig,
+        *,
+        events: EventPublisher | None = None,
+    ) -> None:
         config.mode = "agent"
         config.prefetch = 0  # the orchestrator decides what runs here, never more than fits
-        super().__init__(store, bus, config)
+        super().__init__(store, bus, config, events=events)
         self.jobs: OrderedDict[int, JobState] = OrderedDict()
         self._jobs_lock = threading.Lock()
 

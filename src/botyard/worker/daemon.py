@@ -24,6 +24,7 @@ from typing import Any
 
 from botyard.browsers import sweeper as browser_sweeper
 from botyard.bus.base import CANCEL, JOBS, Bus, Event, Subscription
+from botyard.events import EventPublisher, Heartbeat, JobEvent, NullPublisher
 from botyard.jobs import JobStatus, Outcome
 from botyard.store.records import ClaimedJob, Completion
 from botyard.store.sql import SqlStore
@@ -95,10 +96,21 @@ class Stats:
 
 
 class PullWorker:
-    def __init__(self, store: SqlStore, bus: Bus, config: WorkerConfig) -> None:
+    def __init__(
+        self,
+        store: SqlStore,
+        bus: Bus,
+        config: WorkerConfig,
+        *,
+        events: EventPublisher | None = None,
+    ) -> None:
         self.store = store
         self.bus = bus
         self.config = config
+        # Status events and heartbeat keys (Redis); never waited on.
+        self.events: EventPublisher = events or NullPublisher()
+        # Held jobs' automation and queue, for the events their finish publishes.
+        self._named: dict[int, tuple[str, str]] = {}
         self.stats = Stats()
         self.writer = StoreWriter(store)
         self._inbox: queue.SimpleQueue[ClaimedJob | None] = queue.SimpleQueue()
@@ -254,6 +266,20 @@ class PullWorker:
             self._held[job.id] = job
             if job.concurrency_key is not None:
                 self._keyed[job.id] = job.queue
+            if self.events.enabled:
+                self._named[job.id] = (job.automation, job.queue)
+                self._emit(job.id, job.attempt, JobStatus.RUNNING, job.automation, job.queue)
+
+    def _emit(
+        self, job_id: int, attempt: int, status: JobStatus, automation: str, queue_name: str
+    ) -> None:
+        previous = JobStatus.QUEUED if status is JobStatus.RUNNING else JobStatus.RUNNING
+        worker_id = self.config.worker_id
+        self.events.publish(
+            JobEvent(
+                job_id, attempt, status.value, previous.value, automation, queue_name, worker_id
+            )
+        )
 
     def _plan_next_due(self) -> None:
         nxt = self.store.next_not_before(self.config.queues)
@@ -289,6 +315,7 @@ class PullWorker:
             self._dropped.discard(job.id)
             if seconds is None:  # it never ran: no completion follows
                 self._keyed.pop(job.id, None)
+                self._named.pop(job.id, None)
             else:
                 mean = self._mean_seconds
                 self._mean_seconds = seconds if mean is None else 0.8 * mean + 0.2 * seconds
@@ -298,6 +325,9 @@ class PullWorker:
         self.stats.count(status)
         with self._cond:
             keyed_queue = self._keyed.pop(completion.job_id, None)
+            named = self._named.pop(completion.job_id, None)
+        if status is not None and named is not None:
+            self._emit(completion.job_id, completion.attempt, status, *named)
         if status is JobStatus.QUEUED:
             job = self.store.get_job(completion.job_id, detail=False)
             if job.not_before <= datetime.now(UTC) or keyed_queue is not None:
@@ -398,12 +428,30 @@ class PullWorker:
 
     def _heartbeat(self, status: str) -> None:
         active = sum(1 for slot in self.slots if slot.running() is not None)
+        stats = self.stats.as_dict()
         try:
             self.store.workers.heartbeat(
-                self.config.worker_id, active=active, stats=self.stats.as_dict(), status=status
+                self.config.worker_id, active=active, stats=stats, status=status
             )
         except Exception:
             log.exception("heartbeat failed")
+        if self.events.enabled:
+            self.events.heartbeat(self._beat(status, active, stats))
+
+    def _beat(self, status: str, active: int, stats: dict[str, int]) -> Heartbeat:
+        cfg = self.config
+        fields = {
+            "hostname": socket.gethostname(),
+            "mode": cfg.mode,
+            "pid": str(os.getpid()),
+            "queues": ",".join(cfg.queues),
+            "capacity": str(cfg.concurrency),
+            "active": str(active),
+            "status": status,
+            "version": __version__,
+            "last_heartbeat": datetime.now(UTC).isoformat(),
+        }
+        return Heartbeat(cfg.worker_id, fields, stats)
 
     def _sweep(self) -> None:
         try:
@@ -413,8 +461,19 @@ class PullWorker:
             return
         if recovered:
             log.warning("recovered %d jobs whose worker stopped renewing", len(recovered))
+            self._announce_recovered([job_id for job_id, _status in recovered])
             for queue_name in self.config.queues:
                 self.bus.publish(Event(JOBS, queue_name))
+
+    def _announce_recovered(self, job_ids: list[int]) -> None:
+        if not self.events.enabled:
+            return
+        for job_id in job_ids:
+            try:
+                job = self.store.get_job(job_id, detail=False)
+            except Exception:
+                continue
+            self.events.publish(JobEvent.of(job, JobStatus.RUNNING))
 
     # -- shutdown -----------------------------------------------------------------
 
@@ -445,10 +504,19 @@ class PullWorker:
         self.writer.stop()
         self._stopped.set()
         self._heartbeat("offline")
+        self.events.flush(timeout=2.0)  # the last events and the offline beat, if Redis is up
         if self._listener is not None:
             self._listener.join(timeout=5)
         log.info("worker %s stopped: %s", cfg.worker_id, self.stats.as_dict())
 
     def _release(self, job: ClaimedJob) -> None:
         completion = Completion.release(job)
-        self.writer.finish(completion, lambda _c, _s: self.bus.publish(Event(JOBS, job.queue)))
+
+        def released(_c: Completion, status: Any) -> None:
+            self.bus.publish(Event(JOBS, job.queue))
+            with self._cond:
+                self._named.pop(job.id, None)
+            if status is not None and self.events.enabled:
+                self._emit(job.id, job.attempt, status, job.automation, job.queue)
+
+        self.writer.finish(completion, released)

@@ -38,7 +38,14 @@ def ready(runtime: RuntimeDep) -> JSONResponse:
     except Exception as exc:
         checks["store"] = f"unavailable: {type(exc).__name__}"
     failing = [name for name, state in checks.items() if state != "ok"]
-    body = {
+    if runtime.redis is not None:  # listed only when configured
+        from botyard.bus.redis_events import probe
+
+        ok, _latency = probe(runtime.redis)
+        # Reported, never failing readiness: without Redis jobs still run (the store is the
+        # truth), and taking every replica out of the balancer would stop them all.
+        checks["redis"] = "ok" if ok else "unavailable (degraded: no events, no heartbeat keys)"
+    body: dict[str, object] = {
         "status": "ready" if not failing else "not_ready",
         "checks": checks,
         "timestamp": _now(),

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 
+from botyard.masking import mask_url
 from botyard.orchestrator.deps import RuntimeDep
 from botyard.orchestrator.health import (
     Clock,
@@ -50,7 +51,7 @@ def status(request: Request, runtime: RuntimeDep) -> dict[str, Any]:
         "version": __version__,
         "uptime": clock.uptime(),
         "store": {"ok": snap.store_ok, "backend": runtime.store.dialect},
-        "redis": {"configured": False},
+        "redis": _redis(runtime),
         "scheduler": {
             "running": scheduler["running"],
             "job_count": scheduler["job_count"],
@@ -69,6 +70,16 @@ def status(request: Request, runtime: RuntimeDep) -> dict[str, Any]:
         "failure_rate_last_hour": round(snap.failure_rate, 4),
         "browsers": _browsers(runtime),
     }
+
+
+def _redis(runtime: RuntimeDep) -> dict[str, Any]:
+    url = runtime.settings.redis.url
+    if url is None or runtime.redis is None:
+        return {"configured": False}
+    from botyard.bus.redis_events import probe
+
+    ok, latency = probe(runtime.redis)
+    return {"configured": True, "ok": ok, "latency_ms": latency, "url": mask_url(url)}
 
 
 def _browsers(runtime: RuntimeDep) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,6 +16,7 @@ from botyard.orchestrator.health import stale_after
 from botyard.orchestrator.schemas import WorkerOut
 from botyard.store.workers import Workers
 
+log = logging.getLogger("botyard.api")
 router = APIRouter(prefix="/workers", tags=["workers"])
 Viewer = Annotated[Principal, Depends(require("worker:read"))]
 Admin = Annotated[Principal, Depends(require("worker:manage"))]
@@ -28,11 +30,26 @@ class AgentIn(BaseModel):
 
 @router.get("")
 def list_workers(runtime: RuntimeDep, _who: Viewer) -> list[WorkerOut]:
+    """Every worker; with Redis configured, each with its heartbeat key (``redis``)."""
     now, stale = datetime.now(UTC), stale_after(runtime.settings)
+    workers = runtime.store.workers.all()
+    keys = _redis_view(runtime, [w.id for w in workers])
     return [
-        WorkerOut.of(w, online=Workers.is_online(w, now, stale))
-        for w in runtime.store.workers.all()
+        WorkerOut.of(w, online=Workers.is_online(w, now, stale), redis=keys.get(w.id))
+        for w in workers
     ]
+
+
+def _redis_view(runtime: RuntimeDep, worker_ids: list[str]) -> dict[str, dict[str, Any]]:
+    if runtime.redis is None or not worker_ids:
+        return {}
+    from botyard.bus.redis_events import read_workers
+
+    try:
+        return read_workers(runtime.redis, worker_ids, runtime.settings.redis.prefix)
+    except Exception as exc:  # Redis away: the store's view stands alone
+        log.warning("reading worker keys from Redis failed: %s", exc)
+        return {}
 
 
 @router.post("/agents", responses={502: {"description": "the agent did not answer as one"}})
