@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.acceptance.conftest import System
 
 
@@ -32,6 +34,7 @@ def test_bad_payload_is_refused_without_a_job(system: System) -> None:
     assert system.api("GET", "/jobs").json()["total"] == 0
 
 
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)  # --help reads no store
 def test_every_command_has_help(system: System) -> None:
     for command in (
         [],
