@@ -128,6 +128,9 @@ def system(tmp_path: Path, store_url: str) -> Iterator[System]:
         "BOTYARD_RECOVER_INTERVAL": "0.5",
         "BOTYARD_WORKER_POLL_INTERVAL": "1",
         "BOTYARD_WORKER_HEARTBEAT_INTERVAL": "0.5",
+        # Teardown stops workers still running long jobs: 5 s of grace, not 30 (tests that
+        # stop a worker with SIGTERM run jobs of 2 s at most).
+        "BOTYARD_WORKER_SHUTDOWN_GRACE": "5",
         "XDG_CONFIG_HOME": str(tmp_path / "config"),
     }
     if store_url.startswith("postgresql"):
