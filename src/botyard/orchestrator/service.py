@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -79,8 +79,9 @@ class JobService:
             )
         )
         if created:
+            if self.events.enabled:  # stamped with the job's creation: no claim comes before it
+                self.events.publish(replace(JobEvent.of(job, None), at=job.created_at))
             self.bus.publish(Event(JOBS, job.queue))
-            self._announce(job, None)
             details = {"automation": job.automation, "queue": job.queue}
             self._audit("job_submitted", job.id, actor, client, details)
         return job, created
