@@ -7,7 +7,7 @@ from typing import Any
 
 from botyard.automations.registry import Registry, load_automations
 from botyard.bus import Bus, open_bus
-from botyard.credentials import Credentials, EnvironmentSource, FolderSource, Source
+from botyard.credentials import Credentials
 from botyard.errors import ConfigurationError
 from botyard.events import EventPublisher, NullPublisher
 from botyard.masking import Masker
@@ -79,11 +79,7 @@ def _require_redis_py() -> None:
 
 def open_credentials(settings: Settings, masker: Masker | None = None) -> Credentials:
     """Mounted Secrets first, then ConfigMaps, then the environment."""
-    cs = settings.credentials
-    sources: list[Source] = [FolderSource(d, secret=True) for d in cs.secrets_dirs]
-    sources += [FolderSource(d, secret=False) for d in cs.config_dirs]
-    sources.append(EnvironmentSource())
-    return Credentials(sources, masker)
+    return Credentials.from_settings(settings.credentials, masker)
 
 
 def open_totp_ledger(settings: Settings, store: SqlStore) -> Ledger:

@@ -31,7 +31,6 @@ from botyard.errors import BotyardError, BusinessError, LeaseLost, PayloadInvali
 from botyard.jobs import Outcome
 from botyard.masking import Masker
 from botyard.settings import Settings
-from botyard.wiring import open_credentials
 
 _TRACEBACK_LIMIT = 8000
 _PR_SET_PDEATHSIG = 1
@@ -152,7 +151,7 @@ def serve(conn: Connection, registry: Registry) -> None:
     settings = Settings()
     masker = Masker.from_environment()
     masker.extend(Masker.from_settings(settings))
-    credentials = open_credentials(settings, masker)
+    credentials = Credentials.from_settings(settings.credentials, masker)
     # No browser until a job asks for one: after that job the next one's is kept ready.
     browsers = JobBrowsers(settings.browser)
     while True:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
-from botyard.credentials.sources import Source
+from botyard.credentials.sources import EnvironmentSource, FolderSource, Source
 from botyard.errors import ConfigurationError
 from botyard.masking import SECRET_SUFFIXES, Masker
+
+if TYPE_CHECKING:
+    from botyard.settings import CredentialSettings
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -42,6 +45,16 @@ def prefix_of(provider: str, account: str | None = None) -> str:
 
 class Credentials:
     """The first source that has a key wins: folders as listed, then the environment."""
+
+    @classmethod
+    def from_settings(
+        cls, settings: CredentialSettings, masker: Masker | None = None
+    ) -> Credentials:
+        """Mounted Secrets first, then ConfigMaps, then the environment."""
+        sources: list[Source] = [FolderSource(d, secret=True) for d in settings.secrets_dirs]
+        sources += [FolderSource(d, secret=False) for d in settings.config_dirs]
+        sources.append(EnvironmentSource())
+        return cls(sources, masker)
 
     def __init__(self, sources: Sequence[Source], masker: Masker | None = None) -> None:
         self.sources = list(sources)
