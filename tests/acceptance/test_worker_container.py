@@ -10,17 +10,16 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from botyard.store.sql import open_store
 from tests.acceptance.conftest import AUTOMATIONS, _free_port
+from tests.tools import compose_command
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 ENTRYPOINT = DEPLOY / "worker-entrypoint.sh"
@@ -129,33 +128,17 @@ def test_the_dockerfile_copies_what_exists_and_runs_the_entrypoint() -> None:
     assert "USER botyard" in dockerfile
 
 
-def _compose() -> list[str]:
-    docker = shutil.which("docker")
-    if (
-        docker
-        and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0
-    ):
-        return [docker, "compose"]
-    legacy = shutil.which("docker-compose")
-    if legacy:
-        return [legacy]
-    message = "neither `docker compose` nor docker-compose is installed"
-    if os.environ.get("CI"):
-        pytest.fail(f"{message} (.ci/run installs docker-compose)")
-    pytest.skip(message)
-
-
 def test_the_standby_compose_file_is_valid() -> None:
     compose = DEPLOY / "docker-compose.standby.yml"
     env = {**os.environ, "TASK_AUTH_TOKEN": "token-for-the-check"}
     result = subprocess.run(
-        [*_compose(), "-f", str(compose), "config"], env=env, capture_output=True, text=True
+        [*compose_command(), "-f", str(compose), "config"], env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
     assert "WORKER_MODE: standby" in result.stdout
     assert "restart: always" in result.stdout
     refused = subprocess.run(
-        [*_compose(), "-f", str(compose), "config"],
+        [*compose_command(), "-f", str(compose), "config"],
         env={k: v for k, v in os.environ.items() if k != "TASK_AUTH_TOKEN"},
         capture_output=True,
         text=True,

@@ -30,6 +30,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from pydantic import BaseModel
+from tests.tools import compose_command
 
 from botyard.cli.config import env_names
 from botyard.settings import Settings, WorkerSettings
@@ -106,22 +107,6 @@ def test_the_known_variables_are_really_read() -> None:
 # -- docker compose ----------------------------------------------------------------------------
 
 
-def _compose() -> list[str]:
-    docker = shutil.which("docker")
-    if (
-        docker
-        and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0
-    ):
-        return [docker, "compose"]
-    legacy = shutil.which("docker-compose")
-    if legacy:
-        return [legacy]
-    message = "neither `docker compose` nor docker-compose is installed"
-    if os.environ.get("CI"):
-        pytest.fail(f"{message} (.ci/run installs docker-compose)")
-    pytest.skip(message)
-
-
 def _env_keys(text: str) -> dict[str, str]:
     pairs = (line.split("=", 1) for line in text.splitlines() if re.match(r"^[A-Z_]+=", line))
     return {key: value for key, value in pairs}
@@ -144,7 +129,7 @@ def _run_config(env_file: Path, *profiles: str) -> subprocess.CompletedProcess[s
     # Only the env file speaks: a variable of the caller's shell would win over it.
     env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root")}
     return subprocess.run(
-        [*_compose(), "-f", str(COMPOSE), "--env-file", str(env_file), *options, "config"],
+        [*compose_command(), "-f", str(COMPOSE), "--env-file", str(env_file), *options, "config"],
         env=env,
         cwd=env_file.parent,
         capture_output=True,
