@@ -22,13 +22,12 @@ import pytest
 from tests.api_helpers import MakeApi, token
 
 from botyard.automations import load_automations
-from botyard.bus import Bus, open_bus
+from botyard.bus import Bus
 from botyard.bus.redis_events import RedisEventPublisher, connect
 from botyard.events import Heartbeat, jobs_channel, worker_key
 from botyard.jobs import JobStatus
 from botyard.orchestrator.service import JobService, Submission
 from botyard.store import SqlStore
-from botyard.store.sql import open_store
 from botyard.worker import PullWorker, WorkerConfig
 
 pytestmark = pytest.mark.redis
@@ -68,21 +67,9 @@ def prefix(redis_client: Any) -> Iterator[str]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqlStore]:
-    opened = open_store(f"sqlite:///{tmp_path}/botyard.db")
-    try:
-        yield opened
-    finally:
-        opened.close()
-
-
-@pytest.fixture
-def bus(tmp_path: Path) -> Iterator[Bus]:
-    opened = open_bus(f"sqlite:///{tmp_path}/botyard.db")
-    try:
-        yield opened
-    finally:
-        opened.close()
+def store_url(tmp_path: Path) -> str:
+    """SQLite only (the store and bus fixtures use it): what is tested here is the Redis side."""
+    return f"sqlite:///{tmp_path}/botyard.db"
 
 
 @pytest.fixture
