@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import make_url
 
 from botyard.bus import Bus, open_bus
+from botyard.bus.wakeups import Wakeups
 from botyard.store import SqlStore, open_store
 from botyard.store.tables import metadata
 
@@ -117,13 +118,17 @@ def wait_until() -> WaitUntil:
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
+def redis_url() -> str:
+    return os.environ.get("BOTYARD_TEST_REDIS_URL", DEFAULT_REDIS_URL)
+
+
 @pytest.fixture
 def redis_client() -> Iterator[object]:
     """A client of the Redis (or Valkey) named by BOTYARD_TEST_REDIS_URL; skipped on a laptop
     without one, failed in CI. Tests use key prefixes of their own and clean them up."""
     import redis
 
-    url = os.environ.get("BOTYARD_TEST_REDIS_URL", DEFAULT_REDIS_URL)
+    url = redis_url()
     client = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=3)
     try:
         client.ping()
@@ -136,3 +141,33 @@ def redis_client() -> Iterator[object]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture
+def redis_prefix(redis_client: object) -> Iterator[str]:
+    """A key prefix of the test's own (``BOTYARD_REDIS_PREFIX``); its keys are removed after."""
+    name = f"test-{secrets.token_hex(6)}"
+    try:
+        yield name
+    finally:
+        keys = list(redis_client.scan_iter(match=f"{name}:*"))  # type: ignore[attr-defined]
+        if keys:
+            redis_client.delete(*keys)  # type: ignore[attr-defined]
+
+
+@pytest.fixture(params=["bus", pytest.param("redis", marks=pytest.mark.redis)])
+def wakeups(request: pytest.FixtureRequest, bus: Bus) -> Iterator[Wakeups]:
+    """How jobs reach workers: wake-ups on the store's bus, or entries on Redis lists."""
+    if request.param == "bus":
+        yield Wakeups(bus)
+        return
+    from botyard.bus.redis_events import connect
+    from botyard.bus.redis_lists import RedisJobLists
+
+    request.getfixturevalue("redis_client")  # skipped (or failed in CI) without a server
+    prefix: str = request.getfixturevalue("redis_prefix")
+    lists = RedisJobLists(connect(redis_url()), prefix=prefix)
+    try:
+        yield Wakeups(bus, lists)
+    finally:
+        lists.close()

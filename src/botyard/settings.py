@@ -282,6 +282,12 @@ class RedisSettings(BaseSettings):
     heartbeat_ttl: int = Field(
         default=30, ge=1, le=3600, validation_alias="BOTYARD_REDIS_HEARTBEAT_TTL"
     )
+    # Jobs reach pull workers through Redis lists (BLMOVE); false keeps Redis for events only.
+    dispatch: bool = Field(default=True, validation_alias="BOTYARD_REDIS_DISPATCH")
+    # How often the leader re-announces runnable jobs Redis lost (after a restart, a FLUSHALL).
+    reconcile_seconds: float = Field(
+        default=5.0, gt=0, le=3600, validation_alias="BOTYARD_REDIS_RECONCILE_SECONDS"
+    )
     # Keys and channels start with it: several Botyards (or test runs) can share one Redis.
     prefix: str = Field(
         default="botyard",

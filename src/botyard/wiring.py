@@ -7,6 +7,7 @@ from typing import Any
 
 from botyard.automations.registry import Registry, load_automations
 from botyard.bus import Bus, open_bus
+from botyard.bus.redis_lists import RedisJobLists
 from botyard.credentials import Credentials
 from botyard.errors import ConfigurationError
 from botyard.events import EventPublisher, NullPublisher
@@ -25,9 +26,12 @@ class Runtime:
     registry: Registry
     events: EventPublisher = field(default_factory=NullPublisher)
     redis: Any = None  # a redis-py client when Redis is configured, for reads
+    lists: RedisJobLists | None = None  # Redis dispatch (BLMOVE), when on
 
     def close(self) -> None:
         self.events.close()
+        if self.lists is not None:
+            self.lists.close()
         self.bus.close()
         self.store.close()
 
@@ -52,7 +56,20 @@ def open_runtime(
     if settings.redis.url is not None:
         runtime.events = open_event_publisher(settings)
         runtime.redis = getattr(runtime.events, "client", None)
+        if settings.redis.dispatch:
+            runtime.lists = open_job_lists(settings)
     return runtime
+
+
+def open_job_lists(settings: Settings) -> RedisJobLists:
+    """Redis lists that carry runnable jobs to pull workers (``BOTYARD_REDIS_DISPATCH``)."""
+    url = settings.redis.url
+    if url is None:
+        raise ConfigurationError("Redis dispatch needs REDIS_URL or VALKEY_HOST")
+    _require_redis_py()
+    from botyard.bus.redis_events import connect
+
+    return RedisJobLists(connect(url), prefix=settings.redis.prefix)
 
 
 def open_event_publisher(settings: Settings) -> EventPublisher:

@@ -1,4 +1,8 @@
-"""The pull worker end to end: a real store, a real bus, real child processes."""
+"""The pull worker end to end: a real store, a real bus, real child processes.
+
+Every test runs twice per store: with jobs announced on the store's bus, and with Redis
+dispatch (entries on Redis lists taken with BLMOVE). The behaviour must be the same.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +18,7 @@ import psutil
 import pytest
 
 from botyard.automations import load_automations
-from botyard.bus import Bus, Event
-from botyard.bus.base import CANCEL, JOBS
+from botyard.bus.wakeups import Wakeups
 from botyard.jobs import JobStatus, Outcome
 from botyard.store import JobRecord, NewJob, SqlStore
 from botyard.worker import PullWorker, WorkerConfig
@@ -60,7 +63,7 @@ StartWorker = Callable[..., RunningWorker]
 
 @pytest.fixture
 def start_worker(
-    store: SqlStore, bus: Bus, tmp_path: Path, automation_names: list[str]
+    store: SqlStore, wakeups: Wakeups, tmp_path: Path, automation_names: list[str]
 ) -> Iterator[StartWorker]:
     started: list[RunningWorker] = []
 
@@ -78,7 +81,7 @@ def start_worker(
             "data_dir": tmp_path / "data",
         }
         settings.update(overrides)
-        worker = PullWorker(store, bus, WorkerConfig(**settings))
+        worker = PullWorker(store, wakeups.bus, WorkerConfig(**settings), lists=wakeups.lists)
         thread = threading.Thread(
             target=worker.run, kwargs={"install_signals": False}, name="test-worker"
         )
@@ -93,10 +96,12 @@ def start_worker(
             running.stop(grace=0)
 
 
-def submit(store: SqlStore, bus: Bus, automation: str, payload: dict[str, Any], **kw: Any) -> int:
-    """Submit like the API does: store the job, then wake the workers of its queue."""
+def submit(
+    store: SqlStore, wakeups: Wakeups, automation: str, payload: dict[str, Any], **kw: Any
+) -> int:
+    """Submit like the API does: store the job, then tell the workers of its queue."""
     job, _ = store.submit(NewJob(automation=automation, payload=payload, **kw))
-    bus.publish(Event(JOBS, job.queue))
+    wakeups.jobs(job.queue, [job.id])
     return job.id
 
 
@@ -130,11 +135,11 @@ def read_pids(path: Path, wait_until: Any) -> list[int]:
 
 
 def test_a_job_succeeds_with_its_result_and_logs(
-    store: SqlStore, bus: Bus, start_worker: StartWorker, wait_until: Any, tmp_path: Path
+    store: SqlStore, wakeups: Wakeups, start_worker: StartWorker, wait_until: Any, tmp_path: Path
 ) -> None:
     worker = start_worker()
 
-    job_id = submit(store, bus, "tests.ok", {"name": "ann", "lines": 3})
+    job_id = submit(store, wakeups, "tests.ok", {"name": "ann", "lines": 3})
 
     job = wait_settled(store, job_id, wait_until)
     assert job.status is JobStatus.SUCCEEDED
@@ -155,11 +160,11 @@ def test_a_job_succeeds_with_its_result_and_logs(
 
 
 def test_an_error_is_retried_then_succeeds(
-    store: SqlStore, bus: Bus, start_worker: StartWorker, wait_until: Any
+    store: SqlStore, wakeups: Wakeups, start_worker: StartWorker, wait_until: Any
 ) -> None:
     start_worker()
 
-    job_id = submit(store, bus, "tests.flaky", {"fail_times": 1}, max_attempts=3)
+    job_id = submit(store, wakeups, "tests.flaky", {"fail_times": 1}, max_attempts=3)
 
     job = wait_settled(store, job_id, wait_until)
     assert job.status is JobStatus.SUCCEEDED
@@ -175,11 +180,11 @@ def test_an_error_is_retried_then_succeeds(
 
 
 def test_a_business_error_fails_without_retry(
-    store: SqlStore, bus: Bus, start_worker: StartWorker, wait_until: Any
+    store: SqlStore, wakeups: Wakeups, start_worker: StartWorker, wait_until: Any
 ) -> None:
     worker = start_worker()
 
-    job_id = submit(store, bus, "tests.business", {}, max_attempts=3)
+    job_id = submit(store, wakeups, "tests.business", {}, max_attempts=3)
 
     job = wait_settled(store, job_id, wait_until)
     assert job.status is JobStatus.FAILED
@@ -192,11 +197,11 @@ def test_a_business_error_fails_without_retry(
 
 
 def test_a_crash_inside_a_side_effect_needs_review(
-    store: SqlStore, bus: Bus, start_worker: StartWorker, wait_until: Any
+    store: SqlStore, wakeups: Wakeups, start_worker: StartWorker, wait_until: Any
 ) -> None:
     start_worker()
 
-    job_id = submit(store, bus, "tests.side_effect_crash", {}, max_attempts=3)
+    job_id = submit(store, wakeups, "tests.side_effect_crash", {}, max_attempts=3)
 
     job = wait_settled(store, job_id, wait_until)
     assert job.status is JobStatus.NEEDS_REVIEW
@@ -211,13 +216,18 @@ def test_a_crash_inside_a_side_effect_needs_review(
 
 
 def test_a_timeout_kills_the_child_and_its_grandchildren(
-    store: SqlStore, bus: Bus, start_worker: StartWorker, wait_until: Any, tmp_path: Path
+    store: SqlStore, wakeups: Wakeups, start_worker: StartWorker, wait_until: Any, tmp_path: Path
 ) -> None:
     start_worker()
     pid_file = tmp_path / "pids"
 
     job_id = submit(
-        store, bus, "tests.spawn_and_hang", {"pid_file": str(pid_file)}, timeout=2, max_attempts=1
+        store,
+        wakeups,
+        "tests.spawn_and_hang",
+        {"pid_file": str(pid_file)},
+        timeout=2,
+        max_attempts=1,
     )
 
     pids = read_pids(pid_file, wait_until)
@@ -231,12 +241,12 @@ def test_a_timeout_kills_the_child_and_its_grandchildren(
 
 
 def test_a_segfault_fails_only_its_attempt(
-    store: SqlStore, bus: Bus, start_worker: StartWorker, wait_until: Any
+    store: SqlStore, wakeups: Wakeups, start_worker: StartWorker, wait_until: Any
 ) -> None:
     worker = start_worker(concurrency=1)
 
-    crashing = submit(store, bus, "tests.segfault", {}, max_attempts=1)
-    after = submit(store, bus, "tests.ok", {"name": "bob", "lines": 0})
+    crashing = submit(store, wakeups, "tests.segfault", {}, max_attempts=1)
+    after = submit(store, wakeups, "tests.ok", {"name": "bob", "lines": 0})
 
     crashed = wait_settled(store, crashing, wait_until)
     assert crashed.status is JobStatus.FAILED
@@ -259,7 +269,7 @@ def test_a_segfault_fails_only_its_attempt(
 )
 def test_running_out_of_memory_fails_only_its_attempt(
     store: SqlStore,
-    bus: Bus,
+    wakeups: Wakeups,
     start_worker: StartWorker,
     wait_until: Any,
     automation: str,
@@ -267,8 +277,8 @@ def test_running_out_of_memory_fails_only_its_attempt(
     error: str,
 ) -> None:
     worker = start_worker(concurrency=1)
-    hungry = submit(store, bus, automation, {}, max_attempts=1)
-    after = submit(store, bus, "tests.ok", {"name": "carol", "lines": 0})
+    hungry = submit(store, wakeups, automation, {}, max_attempts=1)
+    after = submit(store, wakeups, "tests.ok", {"name": "carol", "lines": 0})
 
     failed = wait_settled(store, hungry, wait_until)
     assert failed.status is JobStatus.FAILED
@@ -282,16 +292,16 @@ def test_running_out_of_memory_fails_only_its_attempt(
 
 
 def test_cancel_stops_a_running_job_at_once(
-    store: SqlStore, bus: Bus, start_worker: StartWorker, wait_until: Any, tmp_path: Path
+    store: SqlStore, wakeups: Wakeups, start_worker: StartWorker, wait_until: Any, tmp_path: Path
 ) -> None:
     worker = start_worker()
     pid_file = tmp_path / "pid"
-    job_id = submit(store, bus, "tests.slow", {"seconds": 60, "pid_file": str(pid_file)})
+    job_id = submit(store, wakeups, "tests.slow", {"seconds": 60, "pid_file": str(pid_file)})
     [child] = read_pids(pid_file, wait_until)
 
     started = time.monotonic()
     store.cancel(job_id)
-    bus.publish(Event(CANCEL, str(job_id)))
+    wakeups.cancel(job_id)
 
     wait_until(lambda: gone(child), timeout=5)
     assert time.monotonic() - started < 3
@@ -302,17 +312,17 @@ def test_cancel_stops_a_running_job_at_once(
     assert job.result is None
     assert [a.outcome for a in job.attempts] == [Outcome.CANCELLED.value]
     # The slot serves the next job on a new child.
-    next_job = wait_settled(store, submit(store, bus, "tests.ok", {"name": "c"}), wait_until)
+    next_job = wait_settled(store, submit(store, wakeups, "tests.ok", {"name": "c"}), wait_until)
     assert next_job.status is JobStatus.SUCCEEDED
     assert store.get_job(job_id).status is JobStatus.CANCELLED
 
 
 def test_a_graceful_stop_lets_the_running_job_finish(
-    store: SqlStore, bus: Bus, start_worker: StartWorker, wait_until: Any, tmp_path: Path
+    store: SqlStore, wakeups: Wakeups, start_worker: StartWorker, wait_until: Any, tmp_path: Path
 ) -> None:
     worker = start_worker()
     pid_file = tmp_path / "pid"
-    job_id = submit(store, bus, "tests.slow", {"seconds": 1.0, "pid_file": str(pid_file)})
+    job_id = submit(store, wakeups, "tests.slow", {"seconds": 1.0, "pid_file": str(pid_file)})
     read_pids(pid_file, wait_until)
 
     took = worker.stop(grace=10)
@@ -327,11 +337,11 @@ def test_a_graceful_stop_lets_the_running_job_finish(
 
 
 def test_a_stop_without_grace_gives_the_job_back(
-    store: SqlStore, bus: Bus, start_worker: StartWorker, wait_until: Any, tmp_path: Path
+    store: SqlStore, wakeups: Wakeups, start_worker: StartWorker, wait_until: Any, tmp_path: Path
 ) -> None:
     worker = start_worker()
     pid_file = tmp_path / "pid"
-    job_id = submit(store, bus, "tests.slow", {"seconds": 60, "pid_file": str(pid_file)})
+    job_id = submit(store, wakeups, "tests.slow", {"seconds": 60, "pid_file": str(pid_file)})
     [child] = read_pids(pid_file, wait_until)
 
     took = worker.stop(grace=0)
@@ -350,13 +360,13 @@ def test_a_stop_without_grace_gives_the_job_back(
 
 
 def test_a_busy_worker_claims_no_more_than_its_free_slots(
-    store: SqlStore, bus: Bus, start_worker: StartWorker, wait_until: Any, tmp_path: Path
+    store: SqlStore, wakeups: Wakeups, start_worker: StartWorker, wait_until: Any, tmp_path: Path
 ) -> None:
     worker = start_worker(concurrency=1)
     pid_file = tmp_path / "pid"
-    running = submit(store, bus, "tests.slow", {"seconds": 60, "pid_file": str(pid_file)})
+    running = submit(store, wakeups, "tests.slow", {"seconds": 60, "pid_file": str(pid_file)})
     read_pids(pid_file, wait_until)
-    waiting = submit(store, bus, "tests.ok", {"name": "d"})
+    waiting = submit(store, wakeups, "tests.ok", {"name": "d"})
     time.sleep(0.3)  # a busy worker must not claim beyond its free slots
 
     assert store.get_job(waiting).status is JobStatus.QUEUED
@@ -368,14 +378,14 @@ def test_a_busy_worker_claims_no_more_than_its_free_slots(
 
 def test_a_clean_stop_logs_no_errors(
     store: SqlStore,
-    bus: Bus,
+    wakeups: Wakeups,
     start_worker: StartWorker,
     wait_until: Any,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="botyard")
     worker = start_worker()
-    job = wait_settled(store, submit(store, bus, "tests.ok", {"name": "gil"}), wait_until)
+    job = wait_settled(store, submit(store, wakeups, "tests.ok", {"name": "gil"}), wait_until)
     assert job.status is JobStatus.SUCCEEDED
 
     worker.stop(grace=5)
@@ -389,7 +399,7 @@ def test_a_clean_stop_logs_no_errors(
 
 
 def test_a_job_of_a_vanished_worker_is_recovered_and_run(
-    store: SqlStore, bus: Bus, start_worker: StartWorker, wait_until: Any
+    store: SqlStore, wakeups: Wakeups, start_worker: StartWorker, wait_until: Any
 ) -> None:
     submitted, _ = store.submit(NewJob("tests.ok", {"name": "eve", "lines": 0}))
     [ghost] = store.claim(
@@ -408,7 +418,7 @@ def test_a_job_of_a_vanished_worker_is_recovered_and_run(
 
 
 def test_a_restarted_worker_recovers_its_own_orphans(
-    store: SqlStore, bus: Bus, start_worker: StartWorker, wait_until: Any
+    store: SqlStore, wakeups: Wakeups, start_worker: StartWorker, wait_until: Any
 ) -> None:
     job, _ = store.submit(NewJob("tests.ok", {"name": "fay", "lines": 0}))
     store.claim(
@@ -426,14 +436,14 @@ def test_a_restarted_worker_recovers_its_own_orphans(
 
 
 def test_jobs_claimed_ahead_keep_their_lease_while_they_wait(
-    store: SqlStore, bus: Bus, start_worker: StartWorker, wait_until: Any
+    store: SqlStore, wakeups: Wakeups, start_worker: StartWorker, wait_until: Any
 ) -> None:
     # Short jobs first, so the worker starts claiming ahead of its one slot.
     start_worker(lease_ttl=1.0, recover_interval=0.2)
     for n in range(3):
-        wait_settled(store, submit(store, bus, "tests.ok", {"name": f"warm-{n}"}), wait_until)
-    slow = submit(store, bus, "tests.slow", {"seconds": 3.0})
-    waiting = submit(store, bus, "tests.ok", {"name": "behind the slow one"})
+        wait_settled(store, submit(store, wakeups, "tests.ok", {"name": f"warm-{n}"}), wait_until)
+    slow = submit(store, wakeups, "tests.slow", {"seconds": 3.0})
+    waiting = submit(store, wakeups, "tests.ok", {"name": "behind the slow one"})
     # It waits three lease lengths behind the slow job; its lease must be renewed meanwhile.
     assert wait_settled(store, slow, wait_until).status is JobStatus.SUCCEEDED
     job = wait_settled(store, waiting, wait_until)

@@ -78,6 +78,11 @@ def worker(
         None, "--health-check-interval", min=0.5, help="Seconds between heartbeats."
     ),
     lease_ttl: float = typer.Option(None, "--lease-ttl", min=1.0, help="Lease length, seconds."),
+    redis_url: str = typer.Option(
+        None,
+        "--redis-url",
+        help="Redis/Valkey (seed 003): jobs arrive through its lists; events, heartbeat keys.",
+    ),
     data_dir: Path | None = DataDir,
     database_url: str | None = DatabaseUrl,
 ) -> None:
@@ -85,6 +90,8 @@ def worker(
     from botyard.wiring import open_runtime
     from botyard.worker import PullWorker, WorkerConfig
 
+    if redis_url:
+        os.environ["REDIS_URL"] = redis_url
     settings = settings_for(data_dir, database_url)
     modules = modules_or_default(automations, settings)
     try:
@@ -110,7 +117,9 @@ def worker(
         data_dir=settings.store.data_dir,
     )
     try:
-        PullWorker(runtime.store, runtime.bus, config, events=runtime.events).run()
+        PullWorker(
+            runtime.store, runtime.bus, config, events=runtime.events, lists=runtime.lists
+        ).run()
     finally:
         runtime.close()
 

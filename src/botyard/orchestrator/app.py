@@ -87,7 +87,12 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         rt = runtime or open_runtime(settings, pool_size=threads + 4)
         bootstrap_admin(rt)
         service = JobService(
-            rt.store, rt.bus, rt.registry, settings.concurrency.limits, events=rt.events
+            rt.store,
+            rt.bus,
+            rt.registry,
+            settings.concurrency.limits,
+            events=rt.events,
+            lists=rt.lists,
         )
         app.state.runtime = rt
         app.state.service = service

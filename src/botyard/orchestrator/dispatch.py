@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from botyard.bus.base import JOBS, Event
+from botyard.bus.base import JOBS
 from botyard.errors import BotyardError
 from botyard.orchestrator.health import stale_after
 from botyard.orchestrator.service import JobService
@@ -81,6 +81,8 @@ class AgentDispatcher:
     # -- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:
+        # With Redis dispatch, new jobs go to Redis lists and not the bus: hear of them here.
+        self.service.wakeups.on_jobs(self.wake)
         self._thread.start()
 
     def stop(self) -> None:
@@ -223,7 +225,7 @@ class AgentDispatcher:
         """Back to the queue, no attempt spent; other workers are woken for them."""
         self.store.finish([Completion.release(j) for j in jobs])
         for queue in {j.queue for j in jobs}:
-            self.bus.publish(Event(JOBS, queue))
+            self.service.wakeups.jobs(queue, [j.id for j in jobs if j.queue == queue])
 
     # -- agents: registration and follow-up -------------------------------------------------
 

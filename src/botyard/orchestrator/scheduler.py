@@ -21,6 +21,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from botyard.orchestrator.dispatch import AgentDispatcher
 from botyard.orchestrator.health import stale_after
+from botyard.orchestrator.reconciler import alive_workers, reconcile
 from botyard.orchestrator.service import JobService
 from botyard.settings import Settings
 
@@ -33,6 +34,7 @@ JOBS = (
     "cleanup_old_evidence",
     "recover_stale_jobs",
     "poll_worker_job_status",
+    "reconcile_redis",  # only with Redis dispatch
 )
 
 
@@ -96,6 +98,9 @@ class Maintenance:
                 {"seconds": cfg.poll_worker_job_status_seconds},
             ),
         ]
+        if self.service.wakeups.lists is not None:
+            interval = self.settings.redis.reconcile_seconds
+            jobs.append(("reconcile_redis", self.reconcile_redis, {"seconds": interval}))
         for name, func, trigger in jobs:
             options = {"id": name, "name": name, "max_instances": 1, "coalesce": True}
             runner = self._as_leader(name, func)
@@ -204,6 +209,12 @@ class Maintenance:
         if self.dispatcher is not None:
             detail.update(self.dispatcher.poll_agents())
         return detail
+
+    def reconcile_redis(self) -> dict[str, int]:
+        """Re-announce runnable jobs Redis lost; give back what vanished workers took."""
+        lists = self.service.wakeups.lists
+        assert lists is not None  # scheduled only with Redis dispatch
+        return reconcile(self.store, lists, alive=alive_workers(self.store, self._stale_after()))
 
     def cleanup_old_evidence(self) -> dict[str, int]:
         """Delete evidence files and rows older than ``SCREENSHOT_RETENTION_DAYS``."""

@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from botyard.automations.registry import Registry
-from botyard.bus.base import CANCEL, JOBS, Bus, Event
+from botyard.bus.base import Bus
+from botyard.bus.redis_lists import RedisJobLists
+from botyard.bus.wakeups import Wakeups
 from botyard.concurrency import ConcurrencyLimits
 from botyard.errors import InvalidTransition, LeaseLost
 from botyard.events import EventPublisher, JobEvent, NullPublisher
@@ -39,9 +41,12 @@ class JobService:
         registry: Registry,
         limits: ConcurrencyLimits | None = None,
         events: EventPublisher | None = None,
+        lists: RedisJobLists | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
+        # Entries on Redis lists when Redis dispatch is on, else wake-ups on the bus.
+        self.wakeups = Wakeups(bus, lists)
         self.registry = registry
         self.limits = limits or ConcurrencyLimits()
         self.events: EventPublisher = events or NullPublisher()
@@ -81,7 +86,10 @@ class JobService:
         if created:
             if self.events.enabled:  # stamped with the job's creation: no claim comes before it
                 self.events.publish(replace(JobEvent.of(job, None), at=job.created_at))
-            self.bus.publish(Event(JOBS, job.queue))
+            if job.not_before <= datetime.now(UTC):
+                self.wakeups.jobs(job.queue, [job.id])
+            else:  # its workers plan a claim for when it is due
+                self.wakeups.queue(job.queue)
             details = {"automation": job.automation, "queue": job.queue}
             self._audit("job_submitted", job.id, actor, client, details)
         return job, created
@@ -90,9 +98,9 @@ class JobService:
         job = self.store.cancel(job_id)
         self._announce(job, JobStatus.RUNNING if job.worker_id is not None else JobStatus.QUEUED)
         if job.worker_id is not None:  # it was running: its worker must stop it now
-            self.bus.publish(Event(CANCEL, str(job_id)))
+            self.wakeups.cancel(job_id)
             if job.concurrency_key is not None:  # and its key is free for the next job
-                self.bus.publish(Event(JOBS, job.queue))
+                self.wakeups.queue(job.queue)
         self._audit("job_cancelled", job_id, actor, client)
         return job
 
@@ -103,7 +111,7 @@ class JobService:
                 f"job {job_id} ran outside Botyard's workers (a standby task): send the task again"
             )
         job = self.store.retry(job_id)
-        self.bus.publish(Event(JOBS, job.queue))
+        self.wakeups.jobs(job.queue, [job.id])
         self._announce(job, before.status)
         self._audit("job_retried", job_id, actor, client)
         return job
@@ -113,7 +121,7 @@ class JobService:
     ) -> list[JobRecord]:
         jobs = self.store.retry_failed(filters, limit=limit, skip_queues=[EXTERNAL_QUEUE])
         for queue in {job.queue for job in jobs}:
-            self.bus.publish(Event(JOBS, queue))
+            self.wakeups.jobs(queue, [job.id for job in jobs if job.queue == queue])
         for job in jobs:
             self._announce(job, JobStatus.FAILED)
             self._audit("job_retried", job.id, actor, client, {"bulk": True})
@@ -228,9 +236,17 @@ class JobService:
     def recover(self) -> int:
         """Recover expired leases now and wake workers for what went back to the queue."""
         recovered = self.store.recover_expired()
-        if self.events.enabled:
-            for job_id, _status in recovered:
-                self._announce(self.store.get_job(job_id, detail=False), JobStatus.RUNNING)
+        runnable: dict[str, list[int]] = {}
+        if self.events.enabled or self.wakeups.redis:
+            now = datetime.now(UTC)
+            for job_id, status in recovered:
+                job = self.store.get_job(job_id, detail=False)
+                self._announce(job, JobStatus.RUNNING)
+                if status is JobStatus.QUEUED and job.not_before <= now:
+                    runnable.setdefault(job.queue, []).append(job_id)
+        if self.wakeups.redis:
+            for queue, ids in runnable.items():
+                self.wakeups.jobs(queue, ids)
         # Requeued jobs want a worker; so may jobs waiting for a concurrency key a recovered
         # job held, whatever became of it.
         if recovered:
@@ -241,5 +257,5 @@ class JobService:
         """Wake workers for every queue that holds runnable jobs (the polling safety net)."""
         queues = self.store.queued_queues()
         for queue in queues:
-            self.bus.publish(Event(JOBS, queue))
+            self.wakeups.queue(queue)
         return len(queues)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, RowMapping, and_, bindparam, func, select
+from sqlalchemy import Connection, Engine, RowMapping, and_, bindparam, func, or_, select
 
 from botyard.errors import JobNotFound
 from botyard.jobs import JobStatus
@@ -229,6 +229,48 @@ class JobReads:
                 .distinct()
             )
             return [r[0] for r in rows]
+
+    def runnable_jobs(self, settled_before: datetime, limit: int = 10_000) -> list[tuple[int, str]]:
+        """``(id, queue)`` of jobs a worker could claim now, runnable since before
+        ``settled_before``, in claim order; jobs whose concurrency key is full are left out."""
+        holder = jobs.alias("holder")
+        held = (
+            select(func.count())
+            .select_from(holder)
+            .where(
+                holder.c.status == JobStatus.RUNNING.value,
+                holder.c.concurrency_key == jobs.c.concurrency_key,
+            )
+            .scalar_subquery()
+        )
+        with self._read() as conn:
+            rows = conn.execute(
+                select(jobs.c.id, jobs.c.queue)
+                .where(
+                    jobs.c.status == JobStatus.QUEUED.value,
+                    jobs.c.not_before <= settled_before,
+                    jobs.c.updated_at <= settled_before,
+                    or_(jobs.c.concurrency_key.is_(None), held < jobs.c.concurrency_limit),
+                )
+                .order_by(jobs.c.priority.desc(), jobs.c.id)
+                .limit(limit)
+            )
+            return [(r[0], r[1]) for r in rows]
+
+    def queued_among(self, job_ids: Sequence[int]) -> set[int]:
+        """Which of these jobs are queued."""
+        found: set[int] = set()
+        ids = list(job_ids)
+        with self._read() as conn:
+            for start in range(0, len(ids), 1000):
+                rows = conn.execute(
+                    select(jobs.c.id).where(
+                        jobs.c.id.in_(ids[start : start + 1000]),
+                        jobs.c.status == JobStatus.QUEUED.value,
+                    )
+                )
+                found.update(r[0] for r in rows)
+        return found
 
     def next_not_before(self, queues: Sequence[str]) -> datetime | None:
         """When the earliest delayed job of these queues becomes runnable."""

@@ -22,7 +22,8 @@ from botyard.events import EventPublisher
 from botyard.jobs import JobStatus
 from botyard.store.records import ClaimedJob, Completion
 from botyard.store.sql import SqlStore
-from botyard.worker.daemon import PullWorker, WorkerConfig
+from botyard.worker.config import WorkerConfig
+from botyard.worker.daemon import PullWorker
 
 _REMEMBERED = 1000  # finished jobs /status/{job_id} still knows
 

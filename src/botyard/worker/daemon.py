@@ -16,19 +16,21 @@ import signal
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from botyard.browsers import sweeper as browser_sweeper
-from botyard.bus.base import CANCEL, JOBS, Bus, Event, Subscription
+from botyard.bus.base import CANCEL, JOBS, Bus, Subscription
+from botyard.bus.redis_lists import RedisJobLists
+from botyard.bus.wakeups import Wakeups
 from botyard.events import EventPublisher, Heartbeat, JobEvent, NullPublisher
 from botyard.jobs import JobStatus, Outcome
 from botyard.store.records import ClaimedJob, Completion
 from botyard.store.sql import SqlStore
 from botyard.version import __version__
+from botyard.worker.config import Stats, WorkerConfig
+from botyard.worker.feed import RedisFeed
 from botyard.worker.slot import Slot
 from botyard.worker.writer import StoreWriter
 
@@ -36,63 +38,6 @@ log = logging.getLogger("botyard.worker")
 
 _PREFETCH_BELOW_SECONDS = 1.0
 _BROWSER_SWEEP_INTERVAL = 30.0
-
-
-@dataclass
-class WorkerConfig:
-    automations: list[str]  # the names this worker can run
-    modules: list[str] = field(default_factory=list)
-    scripts: list[str] = field(default_factory=list)
-    worker_id: str = ""
-    queues: list[str] = field(default_factory=lambda: ["default"])
-    concurrency: int = 4
-    lease_ttl: float = 30.0
-    recover_interval: float = 5.0
-    poll_interval: float = 5.0
-    heartbeat_interval: float = 5.0
-    shutdown_grace: float = 30.0
-    max_retries: int | None = None
-    prefetch: int | None = None  # jobs claimed ahead of free slots; default: concurrency
-    data_dir: Path = Path(".botyard")
-    mode: str = "pull"  # pull: claims its own jobs; agent: runs what the orchestrator pushes
-    endpoint: str | None = None  # agent: the URL the orchestrator reaches it at
-
-    def __post_init__(self) -> None:
-        if not self.worker_id:
-            self.worker_id = f"{socket.gethostname()}-{os.getpid()}"
-
-    @property
-    def renew_interval(self) -> float:
-        return max(0.5, min(self.lease_ttl / 3, 10.0))
-
-
-@dataclass
-class Stats:
-    processed: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    retried: int = 0
-    needs_review: int = 0
-    cancelled: int = 0
-    lost: int = 0
-
-    def count(self, status: JobStatus | None) -> None:
-        self.processed += 1
-        if status is None:
-            self.lost += 1
-        elif status is JobStatus.SUCCEEDED:
-            self.succeeded += 1
-        elif status is JobStatus.FAILED:
-            self.failed += 1
-        elif status is JobStatus.QUEUED:
-            self.retried += 1
-        elif status is JobStatus.NEEDS_REVIEW:
-            self.needs_review += 1
-        elif status is JobStatus.CANCELLED:
-            self.cancelled += 1
-
-    def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
 
 
 class PullWorker:
@@ -103,10 +48,14 @@ class PullWorker:
         config: WorkerConfig,
         *,
         events: EventPublisher | None = None,
+        lists: RedisJobLists | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
         self.config = config
+        # Entries on Redis lists when Redis dispatch is on, else wake-ups on the bus.
+        self.wakeups = Wakeups(bus, lists)
+        self._feed: RedisFeed | None = None
         # Status events and heartbeat keys (Redis); never waited on.
         self.events: EventPublisher = events or NullPublisher()
         # Held jobs' automation and queue, for the events their finish publishes.
@@ -115,6 +64,7 @@ class PullWorker:
         self.writer = StoreWriter(store)
         self._inbox: queue.SimpleQueue[ClaimedJob | None] = queue.SimpleQueue()
         self._cond = threading.Condition()
+        self._claiming = threading.Lock()  # one claim at a time: room is counted once
         # Claimed and not finished: running in a slot, or waiting in the inbox for one.
         self._held: dict[int, ClaimedJob] = {}
         self._dropped: set[int] = set()  # held jobs that lost their lease before they started
@@ -177,6 +127,8 @@ class PullWorker:
         orphans = self.store.release_orphans(cfg.worker_id)
         if orphans:
             log.warning("recovered %d jobs left running by an earlier %s", orphans, cfg.worker_id)
+            for queue_name in cfg.queues:
+                self.wakeups.queue(queue_name)
         self._subscription = self.bus.subscribe()
         self.writer.start()
         for slot in self.slots:
@@ -185,6 +137,18 @@ class PullWorker:
         self._listener = threading.Thread(target=self._listen, name="botyard-listener", daemon=True)
         self._listener.start()
         threading.Thread(target=self._keep, name="botyard-keeper", daemon=True).start()
+        if self.wakeups.lists is not None:
+            self._feed = RedisFeed(
+                self.wakeups.lists,
+                cfg.worker_id,
+                cfg.queues,
+                room=self._wait_room,
+                claim=lambda queue_name, most: self._claim([queue_name], most),
+                still_queued=self.store.queued_among,
+                wake=self.wakeups.queue,
+                stopping=self._stopping,
+            )
+            self._feed.start()
         # Everything imported so far lives as long as the worker: keep the collector off it,
         # or a full collection walks ~100k objects and stalls every thread for ~0.1 s.
         gc.collect()
@@ -237,28 +201,49 @@ class PullWorker:
                 limit = room
             polled = now >= self._next_poll
             try:
-                claimed = self.store.claim(
-                    cfg.worker_id,
-                    queues=cfg.queues,
-                    automations=cfg.automations,
-                    limit=limit,
-                    lease_ttl=cfg.lease_ttl,
-                )
+                claimed, asked = self._claim(cfg.queues, limit)
                 if polled:
                     self._plan_next_due()
             except Exception:
                 log.exception("claim failed; retrying at the next poll")
-                claimed = []
                 self._next_poll = time.monotonic() + min(1.0, cfg.poll_interval)
                 continue
             if polled:
                 self._next_poll = time.monotonic() + cfg.poll_interval
+            if asked and len(claimed) == asked:
+                with self._cond:
+                    self._wake = True  # there may be more where these came from
+
+    def _claim(self, queues: list[str], most: int) -> tuple[list[ClaimedJob], int]:
+        """Claim up to ``most`` jobs of ``queues``, no more than there is room for, and hand
+        them to the slots. Returns the jobs and how many were asked for."""
+        cfg = self.config
+        with self._claiming:
+            with self._cond:
+                asked = min(most, self._capacity() - len(self._held))
+            if asked <= 0:
+                return [], 0
+            claimed = self.store.claim(
+                cfg.worker_id,
+                queues=queues,
+                automations=cfg.automations,
+                limit=asked,
+                lease_ttl=cfg.lease_ttl,
+            )
             with self._cond:
                 self._hold(claimed)
-                if len(claimed) == limit:
-                    self._wake = True  # there may be more where these came from
             for job in claimed:
                 self._inbox.put(job)
+        return claimed, asked
+
+    def _wait_room(self, timeout: float) -> int:
+        """Free room for jobs, waiting up to ``timeout`` seconds for some; 0 once stopping."""
+        with self._cond:
+            room = self._capacity() - len(self._held)
+            if room <= 0 and not self._stopping.is_set():
+                self._cond.wait(timeout)
+                room = self._capacity() - len(self._held)
+            return 0 if self._stopping.is_set() else max(0, room)
 
     def _hold(self, claimed: list[ClaimedJob]) -> None:
         """Count jobs as this worker's until their slot is free again (under ``_cond``)."""
@@ -330,14 +315,13 @@ class PullWorker:
             self._emit(completion.job_id, completion.attempt, status, *named)
         if status is JobStatus.QUEUED:
             job = self.store.get_job(completion.job_id, detail=False)
-            if job.not_before <= datetime.now(UTC) or keyed_queue is not None:
-                # Runnable now, or its key is free now for another job waiting on it.
-                self.bus.publish(Event(JOBS, job.queue))
-            if job.not_before > datetime.now(UTC):
+            if job.not_before <= datetime.now(UTC):
+                self.wakeups.jobs(job.queue, [job.id])
+            else:
                 self._due_at(job.not_before)
-        elif status is not None and keyed_queue is not None:
+        if status is not None and keyed_queue is not None:
             # Its concurrency key is free now: a job of its queue waiting for it may run.
-            self.bus.publish(Event(JOBS, keyed_queue))
+            self.wakeups.queue(keyed_queue)
 
     # -- the listener and the keeper ---------------------------------------------
 
@@ -461,24 +445,29 @@ class PullWorker:
             return
         if recovered:
             log.warning("recovered %d jobs whose worker stopped renewing", len(recovered))
-            self._announce_recovered([job_id for job_id, _status in recovered])
-            for queue_name in self.config.queues:
-                self.bus.publish(Event(JOBS, queue_name))
+            self._announce_recovered(recovered)
+            for queue_name in self.config.queues:  # and jobs waiting for keys they held
+                self.wakeups.queue(queue_name)
 
-    def _announce_recovered(self, job_ids: list[int]) -> None:
-        if not self.events.enabled:
+    def _announce_recovered(self, recovered: list[tuple[int, JobStatus]]) -> None:
+        if not self.events.enabled and not self.wakeups.redis:
             return
-        for job_id in job_ids:
+        now = datetime.now(UTC)
+        for job_id, status in recovered:
             try:
                 job = self.store.get_job(job_id, detail=False)
             except Exception:
                 continue
             self.events.publish(JobEvent.of(job, JobStatus.RUNNING))
+            if status is JobStatus.QUEUED and job.not_before <= now:
+                self.wakeups.jobs(job.queue, [job_id])
 
     # -- shutdown -----------------------------------------------------------------
 
     def _shutdown(self) -> None:
         cfg = self.config
+        if self._feed is not None:
+            self._feed.join()  # it claims no more once stopping; wait for a claim under way
         # Jobs claimed but not started yet go straight back.
         while True:
             try:
@@ -513,7 +502,7 @@ class PullWorker:
         completion = Completion.release(job)
 
         def released(_c: Completion, status: Any) -> None:
-            self.bus.publish(Event(JOBS, job.queue))
+            self.wakeups.jobs(job.queue, [job.id])
             with self._cond:
                 self._named.pop(job.id, None)
             if status is not None and self.events.enabled:

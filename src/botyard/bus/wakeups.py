@@ -1,0 +1,50 @@
+"""How workers learn that jobs can run: entries on Redis lists, or a wake-up on the bus.
+
+Every code path that makes a job runnable (a submit, a retry, a recovery, a release) calls
+:meth:`Wakeups.jobs` with the ids. With Redis dispatch on, each job gets an entry on its
+queue's Redis list and the bus stays quiet; without it, or while Redis is failing, the queue's
+workers are woken on the bus and claim from the store. Either way the store's claim decides.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from botyard.bus.base import CANCEL, JOBS, Bus, Event
+from botyard.bus.redis_lists import RedisJobLists
+
+log = logging.getLogger("botyard.dispatch")
+
+
+class Wakeups:
+    def __init__(self, bus: Bus, lists: RedisJobLists | None = None) -> None:
+        self.bus = bus
+        self.lists = lists
+        # In-process parties that claim for others (the agent dispatcher): told of every job.
+        self._local: list[Callable[[], None]] = []
+
+    @property
+    def redis(self) -> bool:
+        return self.lists is not None
+
+    def on_jobs(self, callback: Callable[[], None]) -> None:
+        self._local.append(callback)
+
+    def jobs(self, queue: str, job_ids: Sequence[int]) -> None:
+        """These jobs of ``queue`` can run now."""
+        if not job_ids:
+            return
+        if self.lists is not None and self.lists.announce(queue, job_ids):
+            for callback in self._local:  # they would have heard it on the bus
+                callback()
+        else:
+            self.bus.publish(Event(JOBS, queue))
+
+    def queue(self, queue: str) -> None:
+        """Some job of ``queue`` may run now (a key freed, a job nobody here could take):
+        its workers claim from the store."""
+        self.bus.publish(Event(JOBS, queue))
+
+    def cancel(self, job_id: int) -> None:
+        self.bus.publish(Event(CANCEL, str(job_id)))

@@ -1,0 +1,67 @@
+"""What a pull worker is told (its configuration) and what it counts (its statistics)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from botyard.jobs import JobStatus
+
+
+@dataclass
+class WorkerConfig:
+    automations: list[str]  # the names this worker can run
+    modules: list[str] = field(default_factory=list)
+    scripts: list[str] = field(default_factory=list)
+    worker_id: str = ""
+    queues: list[str] = field(default_factory=lambda: ["default"])
+    concurrency: int = 4
+    lease_ttl: float = 30.0
+    recover_interval: float = 5.0
+    poll_interval: float = 5.0
+    heartbeat_interval: float = 5.0
+    shutdown_grace: float = 30.0
+    max_retries: int | None = None
+    prefetch: int | None = None  # jobs claimed ahead of free slots; default: concurrency
+    data_dir: Path = Path(".botyard")
+    mode: str = "pull"  # pull: claims its own jobs; agent: runs what the orchestrator pushes
+    endpoint: str | None = None  # agent: the URL the orchestrator reaches it at
+
+    def __post_init__(self) -> None:
+        if not self.worker_id:
+            self.worker_id = f"{socket.gethostname()}-{os.getpid()}"
+
+    @property
+    def renew_interval(self) -> float:
+        return max(0.5, min(self.lease_ttl / 3, 10.0))
+
+
+@dataclass
+class Stats:
+    processed: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    retried: int = 0
+    needs_review: int = 0
+    cancelled: int = 0
+    lost: int = 0
+
+    def count(self, status: JobStatus | None) -> None:
+        self.processed += 1
+        if status is None:
+            self.lost += 1
+        elif status is JobStatus.SUCCEEDED:
+            self.succeeded += 1
+        elif status is JobStatus.FAILED:
+            self.failed += 1
+        elif status is JobStatus.QUEUED:
+            self.retried += 1
+        elif status is JobStatus.NEEDS_REVIEW:
+            self.needs_review += 1
+        elif status is JobStatus.CANCELLED:
+            self.cancelled += 1
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)

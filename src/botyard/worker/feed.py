@@ -1,0 +1,122 @@
+"""Redis dispatch for a pull worker: take job entries with ``BLMOVE``, claim, acknowledge.
+
+One thread per queue waits for room in the worker, then blocks on the queue's Redis list. The
+entries it takes sit in the worker's processing list until the store's claim has committed;
+then they are acknowledged. Entries it cannot use go back to the front of their queue (no room
+after all, or the store failed); entries whose jobs it could not claim, while those jobs are
+still queued (another automation, a full concurrency key), wake the queue's other workers on
+the bus. Redis being away only slows things down: the thread retries with a back-off, and the
+worker's bus wake-ups and fallback poll carry on without it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from botyard.bus.redis_lists import RedisJobLists, Taken
+from botyard.store.records import ClaimedJob
+
+log = logging.getLogger("botyard.worker")
+
+_BLOCK_SECONDS = 0.5  # how long one BLMOVE waits; bounds how late a stop is noticed
+_WARN_EVERY = 60.0
+
+
+class RedisFeed:
+    def __init__(
+        self,
+        lists: RedisJobLists,
+        worker_id: str,
+        queues: list[str],
+        *,
+        room: Callable[[float], int],
+        claim: Callable[[str, int], tuple[list[ClaimedJob], int]],
+        still_queued: Callable[[list[int]], set[int]],
+        wake: Callable[[str], None],
+        stopping: threading.Event,
+    ) -> None:
+        self.lists = lists
+        self.worker_id = worker_id
+        self.queues = queues
+        self._room = room
+        self._claim = claim
+        self._still_queued = still_queued
+        self._wake = wake
+        self._stopping = stopping
+        self._last_warning = -_WARN_EVERY
+        self._threads = [
+            threading.Thread(
+                target=self._serve, args=(queue,), name=f"botyard-feed-{queue}", daemon=True
+            )
+            for queue in queues
+        ]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def join(self, timeout: float = 5.0) -> None:
+        for thread in self._threads:
+            thread.join(timeout=timeout)
+
+    def _serve(self, queue: str) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            most = self._room(_BLOCK_SECONDS)
+            if most <= 0:
+                continue
+            try:
+                taken = self.lists.take(queue, self.worker_id, most, _BLOCK_SECONDS)
+            except Exception as exc:
+                failures += 1
+                self._warn(f"Redis dispatch unavailable ({exc}); retrying")
+                self._stopping.wait(min(5.0, 0.25 * 2**failures))
+                continue
+            failures = 0
+            if taken:
+                self._use(queue, taken)
+
+    def _use(self, queue: str, taken: Taken) -> None:
+        if self._stopping.is_set():
+            self._settle(taken, keep=0)
+            return
+        try:
+            claimed, asked = self._claim(queue, len(taken))
+        except Exception:
+            log.exception("claim failed; entries given back")
+            self._settle(taken, keep=0)
+            self._stopping.wait(1.0)
+            return
+        self._settle(taken, keep=asked)
+        if len(claimed) < asked:
+            self._wake_others(queue, taken.raw[:asked], claimed)
+
+    def _settle(self, taken: Taken, keep: int) -> None:
+        """Acknowledge the first ``keep`` entries, give the others back."""
+        used, unused = Taken(taken.raw[:keep]), Taken(taken.raw[keep:])
+        try:
+            self.lists.ack(self.worker_id, used)
+            if unused:
+                self.lists.give_back(self.worker_id, unused)
+        except Exception as exc:  # the reconciler gives back what stays in our list
+            self._warn(f"could not acknowledge Redis entries: {exc}")
+
+    def _wake_others(self, queue: str, raws: list[str], claimed: list[ClaimedJob]) -> None:
+        """Jobs announced to us that we did not claim: if they still wait, others may run them."""
+        mine = {job.id for job in claimed}
+        missed = [job_id for job_id in Taken(raws).job_ids if job_id not in mine]
+        try:
+            waiting = self._still_queued(missed) if missed else set()
+        except Exception:
+            waiting = set(missed)  # unsure: a wake-up too many costs one empty claim
+        if waiting:
+            self._wake(queue)
+
+    def _warn(self, message: str) -> None:
+        now = time.monotonic()
+        if now - self._last_warning >= _WARN_EVERY:
+            self._last_warning = now
+            log.warning("%s (logged at most once a minute)", message)
