@@ -83,3 +83,16 @@ def memory_error(ctx: JobContext) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (2**30, resource.RLIM_INFINITY))
     hog = bytearray(2**31)
     del hog
+
+
+@automation("tests.tally")
+def tally(ctx: JobContext, path: str, seconds: float = 0.0) -> dict[str, int]:
+    """Appends "<job id> <attempt>" to ``path`` (one small O_APPEND write: never interleaved),
+    so a test can count how many times each job really ran."""
+    time.sleep(seconds)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, f"{ctx.job_id} {ctx.attempt}\n".encode())
+    finally:
+        os.close(fd)
+    return {"attempt": ctx.attempt}

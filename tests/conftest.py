@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from botyard.bus import Bus, open_bus
 from botyard.bus.wakeups import Wakeups
 from botyard.store import SqlStore, open_store
 from botyard.store.tables import metadata
+from tests.tools import RedisServer, redis_server_binary
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 TABLES = ", ".join(table.name for table in metadata.sorted_tables)
@@ -171,3 +173,17 @@ def wakeups(request: pytest.FixtureRequest, bus: Bus) -> Iterator[Wakeups]:
         yield Wakeups(bus, lists)
     finally:
         lists.close()
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisServer]:
+    """A Redis server of the test's own, on a free port: flush it, kill it, restart it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    server = RedisServer(redis_server_binary(), port)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -103,3 +104,14 @@ def leaky(ctx: JobContext, fail: bool = False) -> dict[str, str]:
     if fail:
         raise RuntimeError(f"the API refused key {value}")
     return {"echo": value, "nested": [{"key": value}]}
+
+
+@automation("accept.tally", idempotent=True, timeout=30)
+def tally(ctx: JobContext, path: str) -> dict[str, int]:
+    """Appends "<job id> <attempt> <worker pid>" to ``path`` in one O_APPEND write."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, f"{ctx.job_id} {ctx.attempt} {os.getppid()}\n".encode())
+    finally:
+        os.close(fd)
+    return {"attempt": ctx.attempt}
