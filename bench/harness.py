@@ -25,6 +25,8 @@ from sqlalchemy import func, make_url, select
 
 from botyard.automations.registry import load_automations
 from botyard.bus import Bus, open_bus
+from botyard.bus.redis_events import connect
+from botyard.bus.redis_lists import RedisJobLists
 from botyard.jobs import FINAL_STATUSES, JobStatus
 from botyard.orchestrator.service import JobService
 from botyard.store.sql import SqlStore, open_store
@@ -33,6 +35,7 @@ from botyard.store.tables import attempts, jobs
 BENCH_DIR = Path(__file__).resolve().parent
 AUTOMATIONS = BENCH_DIR / "automations.py"
 DEFAULT_PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 _FINAL = [s.value for s in FINAL_STATUSES]
 
 
@@ -57,9 +60,15 @@ class Target:
     data_dir: Path
     worker_args: list[str]
     database: str | None = None  # the throw-away PostgreSQL database
+    redis_url: str | None = None  # Redis dispatch ("…+redis" backends)
+    redis_prefix: str = "botyard"  # a throw-away prefix: its keys are deleted afterwards
 
     def worker_env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BOTYARD_DATA_DIR")}
+        drop = ("DATABASE_URL", "BOTYARD_DATA_DIR", "REDIS_URL", "VALKEY_HOST")
+        env = {k: v for k, v in os.environ.items() if k not in drop}
+        if self.redis_url is not None:
+            env["REDIS_URL"] = self.redis_url
+            env["BOTYARD_REDIS_PREFIX"] = self.redis_prefix
         # The polling safety net is pushed out of the way, so that an idle worker stays idle
         # while a workload enqueues and only the bus wakes it (W1 and W3 rely on this).
         env["BOTYARD_WORKER_POLL_INTERVAL"] = "3600"
@@ -68,8 +77,40 @@ class Target:
 
 
 @contextlib.contextmanager
-def fresh_target(backend: str, pg_admin_url: str) -> Iterator[Target]:
-    """A new SQLite file in a temp folder, or a new PostgreSQL database dropped afterwards."""
+def fresh_target(
+    backend: str, pg_admin_url: str, redis_url: str = DEFAULT_REDIS_URL
+) -> Iterator[Target]:
+    """A new SQLite file in a temp folder, or a new PostgreSQL database dropped afterwards; with
+    ``+redis``, Redis dispatch under a prefix of its own, whose keys are deleted afterwards."""
+    store, _, extra = backend.partition("+")
+    if extra not in ("", "redis"):
+        raise BenchError(f"unknown backend {backend!r}")
+    with _fresh_store(store, pg_admin_url) as target:
+        target.backend = backend
+        if extra == "redis":
+            target.redis_url = redis_url
+            target.redis_prefix = f"botyard-bench-{secrets.token_hex(4)}"
+        try:
+            yield target
+        finally:
+            if target.redis_url is not None:
+                _delete_keys(target.redis_url, target.redis_prefix)
+
+
+def _delete_keys(url: str, prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@contextlib.contextmanager
+def _fresh_store(backend: str, pg_admin_url: str) -> Iterator[Target]:
     data_dir = Path(tempfile.mkdtemp(prefix="botyard-bench-"))
     database: str | None = None
     try:
@@ -107,9 +148,18 @@ class Client:
         registry = load_automations([str(AUTOMATIONS)])
         store = open_store(target.url, migrate=False)
         bus = open_bus(target.url)
-        return cls(store, bus, JobService(store, bus, registry))
+        lists = None
+        if target.redis_url is not None:
+            lists = RedisJobLists(connect(target.redis_url), prefix=target.redis_prefix)
+        return cls(store, bus, JobService(store, bus, registry, lists=lists))
+
+    def wake(self, queue: str, job_ids: Sequence[int]) -> None:
+        """Tell the worker these jobs can run: one Redis push of every entry, or one bus event."""
+        self.service.wakeups.jobs(queue, job_ids)
 
     def close(self) -> None:
+        if self.service.wakeups.lists is not None:
+            self.service.wakeups.lists.close()
         self.bus.close()
         self.store.close()
 

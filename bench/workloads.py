@@ -3,7 +3,8 @@
 W1  throughput: enqueue N no-op jobs with ``SqlStore.submit`` (one call per job, a few threads),
     then wake one idle pull worker (concurrency 8) and let it drain them.
 W2  latency: an idle worker; jobs submitted 10 ms apart through ``JobService.submit``; the time
-    from its wake-up (``bus.publish`` returned: the job is committed) to the automation function
+    from its wake-up (``Wakeups.jobs`` returned: the job is committed and on the bus or in Redis)
+    to the automation function
     starting in the child.
 W3  concurrency: N jobs of ``time.sleep(0.1)`` at concurrency 20, queued while the worker is
     idle; the time from the wake-up to the last job finished, against the ideal.
@@ -18,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,6 @@ from bench.harness import (
     wait_registered,
     warm_up,
 )
-from botyard.bus.base import JOBS, Event
 from botyard.orchestrator.service import Submission
 from botyard.store.records import NewJob
 
@@ -103,17 +103,21 @@ def _new_job(automation: str, payload: dict[str, Any]) -> NewJob:
 
 def _enqueue_quietly(
     client: Client, automation: str, payload: dict[str, Any], n: int, threads: int
-) -> float:
-    """``SqlStore.submit`` once per job from ``threads`` threads; no wake-up is published."""
+) -> tuple[float, list[int]]:
+    """``SqlStore.submit`` once per job from ``threads`` threads; no wake-up is published.
+
+    Returns the seconds it took and the jobs' ids."""
     shares = [n // threads + (1 if i < n % threads else 0) for i in range(threads)]
     barrier = threading.Barrier(threads + 1)
     errors: list[BaseException] = []
+    ids: list[int] = []
 
     def submit(count: int) -> None:
         barrier.wait()
         try:
             for _ in range(count):
-                client.store.submit(_new_job(automation, payload))
+                job, _ = client.store.submit(_new_job(automation, payload))
+                ids.append(job.id)
         except BaseException as exc:
             errors.append(exc)
 
@@ -127,7 +131,7 @@ def _enqueue_quietly(
     elapsed = time.perf_counter() - began
     if errors:
         raise errors[0]
-    return elapsed
+    return elapsed, sorted(ids)
 
 
 def _stay_idle(client: Client, automation: str) -> None:
@@ -184,12 +188,12 @@ def _observed(ctx: Context, worker: WorkerProcess) -> Iterator[None]:
 def w1(ctx: Context) -> dict[str, Any]:
     n = ctx.sizes.w1_jobs
     with _worker(ctx, "w1", ctx.sizes.w1_concurrency) as (client, worker):
-        enqueue_s = _enqueue_quietly(client, "bench.noop", {}, n, ctx.sizes.w1_submit_threads)
+        enqueue_s, ids = _enqueue_quietly(client, "bench.noop", {}, n, ctx.sizes.w1_submit_threads)
         _stay_idle(client, "bench.noop")
         with _observed(ctx, worker):
             cpu0, pg0, me0 = worker.cpu_seconds(), postgres_cpu_seconds(), _own_cpu()
             woke = time.time()
-            client.bus.publish(Event(JOBS, "default"))
+            client.wake("default", ids)
             seen = wait_final(client, worker, "bench.noop", n, timeout=900, interval=0.1)
             cpu1, pg1, me1 = worker.cpu_seconds(), postgres_cpu_seconds(), _own_cpu()
         outcome = read_outcome(client, "bench.noop", n)
@@ -227,13 +231,14 @@ def w2(ctx: Context) -> dict[str, Any]:
         # The latency counts from the wake-up: by then the job is committed and the worker told.
         # Whatever ``submit`` does after it (an audit record) is not the worker's latency.
         published: list[float] = []
-        publish = client.bus.publish
+        wakeups = client.service.wakeups
+        tell = wakeups.jobs
 
-        def stamped(event: Event) -> None:
-            publish(event)
+        def stamped(queue: str, job_ids: Sequence[int]) -> None:
+            tell(queue, job_ids)  # on the bus, or on Redis lists
             published.append(time.time())
 
-        client.bus.publish = stamped  # type: ignore[method-assign]
+        wakeups.jobs = stamped  # type: ignore[method-assign]
         request = Submission("bench.noop", {})
         began = time.perf_counter() + 0.05
         for i in range(n):
@@ -273,10 +278,10 @@ def w2(ctx: Context) -> dict[str, Any]:
 def w3(ctx: Context) -> dict[str, Any]:
     n, sleep = ctx.sizes.w3_jobs, ctx.sizes.w3_sleep
     with _worker(ctx, "w3", ctx.sizes.w3_concurrency) as (client, worker):
-        _enqueue_quietly(client, "bench.sleep", {"seconds": sleep}, n, 1)
+        _, ids = _enqueue_quietly(client, "bench.sleep", {"seconds": sleep}, n, 1)
         _stay_idle(client, "bench.sleep")
         woke = time.time()
-        client.bus.publish(Event(JOBS, "default"))
+        client.wake("default", ids)
         seen = wait_final(client, worker, "bench.sleep", n, timeout=120, interval=0.02)
         outcome = read_outcome(client, "bench.sleep", n)
     if outcome.problems:

@@ -138,7 +138,7 @@ def test_a_worker_takes_jobs_with_blmove_and_acknowledges_them(
     assert _tallies(tally) == Counter(ids)
     # Acknowledged: nothing left on the queue or in the worker's processing list.
     assert redis_client.llen(queue_key("default", redis_prefix)) == 0
-    assert redis_client.llen(processing_key("blmove-1", redis_prefix)) == 0
+    assert redis_client.llen(processing_key("blmove-1", "default", redis_prefix)) == 0
 
 
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
@@ -169,8 +169,8 @@ def test_the_reconciler_gives_back_what_a_vanished_worker_took(
     done = reconcile(store, lists, alive=alive_workers(store, stale_after=30), settle=0)
 
     assert done["reclaimed"] == 1
-    assert redis_client.llen(processing_key("ghost", redis_prefix)) == 0
-    assert redis_client.lrange(processing_key("alive-1", redis_prefix), 0, -1) == [
+    assert redis_client.llen(processing_key("ghost", "default", redis_prefix)) == 0
+    assert redis_client.lrange(processing_key("alive-1", "default", redis_prefix), 0, -1) == [
         Entry(live.id, "default").encode()
     ]
     assert redis_client.lrange(queue_key("default", redis_prefix), 0, -1) == [

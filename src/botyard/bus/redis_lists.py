@@ -4,14 +4,16 @@ Keys (the prefix is ``botyard`` unless ``BOTYARD_REDIS_PREFIX`` says otherwise):
 
 - ``<prefix>:queue:<queue>`` — entries of runnable jobs. New entries go in on the left
   (``LPUSH``); workers take from the right, so the oldest entry goes first.
-- ``<prefix>:processing:<worker id>`` — what one worker has taken and not yet acknowledged.
-  ``BLMOVE`` puts an entry there in the same step that takes it off its queue, so a worker that
-  dies in between leaves the entry where the reconciler finds it.
+- ``<prefix>:processing:<worker id>:<queue>`` — what one worker has taken from one queue and
+  not yet acknowledged. ``BLMOVE`` (or ``LMOVE``, for a backlog) puts an entry there in the
+  same step that takes it off its queue, so a worker that dies in between leaves the entry
+  where the reconciler finds it. One thread of one worker owns the list: it takes, claims, and
+  only then takes again, so the next take acknowledges (deletes) what the last one brought.
 
 An entry is ``{"job_id":12,"queue":"default"}``. It says that a job of that queue can run; the
 store decides which one a worker gets. A worker that took n entries claims up to n jobs with the
 store's claim (priority first, then age, concurrency keys respected), then acknowledges the
-entries (``LREM``). Exactly-once comes from the claim, never from Redis: an entry too many costs
+entries. Exactly-once comes from the claim, never from Redis: an entry too many costs
 one empty claim, an entry too few a wait for the reconciler (``botyard.orchestrator.reconciler``)
 or the worker's fallback poll.
 
@@ -41,8 +43,23 @@ def queue_key(queue: str, prefix: str = DEFAULT_PREFIX) -> str:
     return f"{prefix}:queue:{queue}"
 
 
-def processing_key(worker_id: str, prefix: str = DEFAULT_PREFIX) -> str:
-    return f"{prefix}:processing:{worker_id}"
+def processing_key(worker_id: str, queue: str, prefix: str = DEFAULT_PREFIX) -> str:
+    return f"{prefix}:processing:{worker_id}:{queue}"
+
+
+# Acknowledge what the last take brought (its jobs are claimed by now: the worker takes again
+# only after its claim committed), then LMOVE up to ARGV[1] entries from KEYS[1] to KEYS[2].
+# One round trip per batch, whether there is a backlog or not.
+_TAKE_SCRIPT = """
+redis.call('DEL', KEYS[2])
+local taken = {}
+for _ = 1, tonumber(ARGV[1]) do
+  local entry = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
+  if not entry then break end
+  taken[#taken + 1] = entry
+end
+return taken
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +82,9 @@ class Entry:
 
 @dataclass(frozen=True, slots=True)
 class Taken:
-    """Entries a worker moved to its processing list: ``raw`` exactly as Redis holds them."""
+    """Entries a worker moved to its processing list of ``queue``, as Redis holds them."""
 
+    queue: str
     raw: list[str]
 
     @property
@@ -82,13 +100,16 @@ class Holdings:
     """Every entry Redis holds: on queues, and taken by each worker."""
 
     queued: dict[str, list[Entry]]  # queue -> entries
-    taken: dict[str, list[str]]  # worker id -> raw entries
+    taken: dict[tuple[str, str], list[Entry]]  # (worker id, queue) -> entries, newest first
 
     def job_ids(self) -> set[int]:
         ids = {entry.job_id for entries in self.queued.values() for entry in entries}
-        for raws in self.taken.values():
-            ids.update(e.job_id for raw in raws if (e := Entry.decode(raw)) is not None)
+        ids.update(entry.job_id for entries in self.taken.values() for entry in entries)
         return ids
+
+
+def _decode_all(raws: Iterable[str]) -> list[Entry]:
+    return [entry for raw in raws if (entry := Entry.decode(raw)) is not None]
 
 
 class RedisJobLists:
@@ -99,6 +120,7 @@ class RedisJobLists:
         self._down_until = 0.0
         self._last_warning = -_WARN_EVERY
         self._lock = threading.Lock()
+        self._take_script = client.register_script(_TAKE_SCRIPT)
 
     # -- announcing ----------------------------------------------------------------
 
@@ -133,62 +155,76 @@ class RedisJobLists:
     # -- taking (workers) ------------------------------------------------------------
 
     def take(self, queue: str, worker_id: str, most: int, timeout: float) -> Taken:
-        """Wait up to ``timeout`` seconds for an entry of ``queue``, then take up to ``most``.
+        """Take up to ``most`` entries of ``queue``, waiting up to ``timeout`` seconds for one.
 
-        Each entry moves to the worker's processing list in the step that takes it. Raises
-        redis-py's errors when Redis is away.
+        Acknowledges what the previous take brought: call it again only once the store has
+        claimed for those (or :meth:`settle` them first). Each entry moves to the worker's
+        processing list in the step that takes it. A backlog
+        is taken ``most`` at a time in one round trip; on an empty queue the worker blocks in
+        ``BLMOVE`` and gets the next entry the moment it is pushed. Raises redis-py's errors
+        when Redis is away.
         """
-        source, mine = queue_key(queue, self.prefix), processing_key(worker_id, self.prefix)
-        first = self.client.blmove(source, mine, timeout, "RIGHT", "LEFT")
-        if first is None:
-            return Taken([])
-        taken = [first]
-        if most > 1:
-            pipe = self.client.pipeline(transaction=False)
-            for _ in range(most - 1):
-                pipe.lmove(source, mine, "RIGHT", "LEFT")
-            taken.extend(raw for raw in pipe.execute() if raw is not None)
-        return Taken(taken)
+        source = queue_key(queue, self.prefix)
+        mine = processing_key(worker_id, queue, self.prefix)
+        taken = list(self._take_script(keys=[source, mine], args=[most]))
+        if not taken:
+            first = self.client.blmove(source, mine, timeout, "RIGHT", "LEFT")
+            taken = [] if first is None else [first]
+        return Taken(queue, taken)
 
-    def ack(self, worker_id: str, taken: Taken) -> None:
-        """The store has what these entries announced: drop them from the processing list."""
-        if not taken.raw:
+    def settle(self, worker_id: str, taken: Taken, used: int) -> None:
+        """The store has claimed for the first ``used`` entries: drop them; the others go back
+        to the front of the queue, in the order they were taken."""
+        mine = processing_key(worker_id, taken.queue, self.prefix)
+        unused = taken.raw[used:]
+        if not unused:
+            self.client.delete(mine)
             return
-        mine = processing_key(worker_id, self.prefix)
-        pipe = self.client.pipeline(transaction=False)
-        for raw in taken.raw:
-            pipe.lrem(mine, 1, raw)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.rpush(queue_key(taken.queue, self.prefix), *reversed(unused))
+        pipe.delete(mine)
         pipe.execute()
 
-    def give_back(self, worker_id: str, taken: Taken) -> None:
-        """Return entries a worker took and could not act on to the front of their queues."""
-        entries = [entry for raw in taken.raw if (entry := Entry.decode(raw)) is not None]
-        self.restore(entries)
-        self.ack(worker_id, taken)
+    def give_back_leftovers(self, worker_id: str, queues: Sequence[str]) -> int:
+        """What an earlier run under the same worker id took and never settled: back to the
+        front of its queue (called at start, before taking anything)."""
+        returned = 0
+        for queue in queues:
+            mine = processing_key(worker_id, queue, self.prefix)
+            raws = self.client.lrange(mine, 0, -1)
+            if raws:
+                self.settle(worker_id, Taken(queue, list(reversed(raws))), used=0)
+                returned += len(raws)
+        return returned
 
     # -- what Redis holds (the reconciler) ---------------------------------------------
 
     def holdings(self) -> Holdings:
         queued: dict[str, list[Entry]] = {}
-        taken: dict[str, list[str]] = {}
+        taken: dict[tuple[str, str], list[Entry]] = {}
         queues, workers = f"{self.prefix}:queue:", f"{self.prefix}:processing:"
         for key in self.client.scan_iter(match=f"{self.prefix}:*", count=1000):
             if key.startswith(queues):
-                raws = self.client.lrange(key, 0, -1)
-                queued[key[len(queues) :]] = [
-                    entry for raw in raws if (entry := Entry.decode(raw)) is not None
-                ]
+                entries = _decode_all(self.client.lrange(key, 0, -1))
+                queued[key[len(queues) :]] = entries
             elif key.startswith(workers):
-                taken[key[len(workers) :]] = self.client.lrange(key, 0, -1)
+                entries = _decode_all(self.client.lrange(key, 0, -1))
+                if entries:  # "<worker id>:<queue>", and the entries say which queue
+                    queue = entries[0].queue
+                    worker_id = key[len(workers) :].removesuffix(f":{queue}")
+                    taken[(worker_id, queue)] = entries
         return Holdings(queued, taken)
 
     def reclaim(self, holdings: Holdings, alive: Callable[[str], bool]) -> int:
         """Give back what workers that are gone took and never acknowledged."""
         returned = 0
-        for worker_id, raws in holdings.taken.items():
-            if raws and not alive(worker_id):
-                self.give_back(worker_id, Taken(list(reversed(raws))))  # oldest taken first
-                log.warning("gave back %d entries taken by %s, which is gone", len(raws), worker_id)
+        for (worker_id, queue), entries in holdings.taken.items():
+            if not alive(worker_id):
+                raws = [entry.encode() for entry in reversed(entries)]  # oldest taken first
+                self.settle(worker_id, Taken(queue, raws), used=0)
+                log.warning(
+                    "gave back %d entries that %s took and never settled", len(raws), worker_id
+                )
                 returned += len(raws)
         return returned
 

@@ -55,6 +55,13 @@ class RedisFeed:
         ]
 
     def start(self) -> None:
+        try:
+            returned = self.lists.give_back_leftovers(self.worker_id, self.queues)
+        except Exception as exc:  # Redis away: the reconciler does it later
+            self._warn(f"could not look for entries an earlier run left: {exc}")
+        else:
+            if returned:
+                log.warning("gave back %d Redis entries an earlier run left taken", returned)
         for thread in self._threads:
             thread.start()
 
@@ -64,6 +71,7 @@ class RedisFeed:
 
     def _serve(self, queue: str) -> None:
         failures = 0
+        last: Taken | None = None  # acknowledged by the next take, or when the thread ends
         while not self._stopping.is_set():
             most = self._room(_BLOCK_SECONDS)
             if most <= 0:
@@ -75,39 +83,42 @@ class RedisFeed:
                 self._warn(f"Redis dispatch unavailable ({exc}); retrying")
                 self._stopping.wait(min(5.0, 0.25 * 2**failures))
                 continue
-            failures = 0
+            failures, last = 0, None
             if taken:
-                self._use(queue, taken)
+                last = self._use(queue, taken)
+        if last is not None:
+            self._settle(last, keep=len(last))
 
-    def _use(self, queue: str, taken: Taken) -> None:
+    def _use(self, queue: str, taken: Taken) -> Taken | None:
+        """Claim for ``taken``; returns it if it awaits acknowledgement by the next take."""
         if self._stopping.is_set():
             self._settle(taken, keep=0)
-            return
+            return None
         try:
             claimed, asked = self._claim(queue, len(taken))
         except Exception:
             log.exception("claim failed; entries given back")
             self._settle(taken, keep=0)
             self._stopping.wait(1.0)
-            return
-        self._settle(taken, keep=asked)
+            return None
         if len(claimed) < asked:
-            self._wake_others(queue, taken.raw[:asked], claimed)
+            self._wake_others(queue, Taken(queue, taken.raw[:asked]), claimed)
+        if asked < len(taken):  # less room than entries after all: give the rest back now
+            self._settle(taken, keep=asked)
+            return None
+        return taken
 
     def _settle(self, taken: Taken, keep: int) -> None:
         """Acknowledge the first ``keep`` entries, give the others back."""
-        used, unused = Taken(taken.raw[:keep]), Taken(taken.raw[keep:])
         try:
-            self.lists.ack(self.worker_id, used)
-            if unused:
-                self.lists.give_back(self.worker_id, unused)
-        except Exception as exc:  # the reconciler gives back what stays in our list
+            self.lists.settle(self.worker_id, taken, keep)
+        except Exception as exc:  # given back at our next start, or by the reconciler
             self._warn(f"could not acknowledge Redis entries: {exc}")
 
-    def _wake_others(self, queue: str, raws: list[str], claimed: list[ClaimedJob]) -> None:
+    def _wake_others(self, queue: str, used: Taken, claimed: list[ClaimedJob]) -> None:
         """Jobs announced to us that we did not claim: if they still wait, others may run them."""
         mine = {job.id for job in claimed}
-        missed = [job_id for job_id in Taken(raws).job_ids if job_id not in mine]
+        missed = [job_id for job_id in used.job_ids if job_id not in mine]
         try:
             waiting = self._still_queued(missed) if missed else set()
         except Exception:
