@@ -338,9 +338,17 @@ def test_workers_and_status_show_redis(
     assert alive["stats"] == {"processed": 5, "failed": 1}
     assert workers["w-gone"]["redis"] == {"alive": False, "ttl": None, "stats": {}}
 
+    submitted = api.post(
+        "/jobs", json={"automation": "accept.quick", "payload": {"n": 1}}, headers=admin
+    )
+    assert submitted.status_code == 201, submitted.text
+
     redis = api.get("/status").json()["redis"]
     assert redis["configured"] is True and redis["ok"] is True
     assert redis["latency_ms"] >= 0 and redis["url"] == REDIS_URL
+    # Dispatch through Redis lists: the job waits there for a worker to take it.
+    assert redis["dispatch"] is True and redis["entries"] == {"default": 1}
+    assert redis["taken"] == 0
     ready = api.get("/health/ready")
     assert ready.status_code == 200 and ready.json()["checks"]["redis"] == "ok"
 
@@ -361,6 +369,12 @@ def test_status_masks_the_password_and_redis_down_only_degrades(make_api: MakeAp
     )  # fmt: skip
     answer = api.get("/workers", headers=admin)
     assert answer.status_code == 200 and "redis" not in answer.json()[0]
+    # A submit still works: the job is stored, and workers are woken through the store's bus.
+    submitted = api.post(
+        "/jobs", json={"automation": "accept.quick", "payload": {"n": 1}}, headers=admin
+    )
+    assert submitted.status_code == 201, submitted.text
+    assert api.get(f"/jobs/{submitted.json()['id']}", headers=admin).json()["status"] == "queued"
 
 
 def test_without_redis_nothing_changes(make_api: MakeApi) -> None:

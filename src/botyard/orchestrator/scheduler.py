@@ -34,8 +34,8 @@ JOBS = (
     "cleanup_old_evidence",
     "recover_stale_jobs",
     "poll_worker_job_status",
-    "reconcile_redis",  # only with Redis dispatch
 )
+REDIS_JOBS = ("reconcile_redis",)  # scheduled only with Redis dispatch
 
 
 class Maintenance:
@@ -158,7 +158,7 @@ class Maintenance:
             leader = current.holder
         last = self.store.maintenance.last_runs()
         jobs = []
-        order = {name: i for i, name in enumerate(JOBS)}
+        order = {name: i for i, name in enumerate((*JOBS, *REDIS_JOBS))}
         for job in sorted(self.scheduler.get_jobs(), key=lambda j: order.get(j.id, len(order))):
             run = last.get(job.id)
             jobs.append(

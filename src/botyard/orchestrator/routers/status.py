@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
@@ -79,7 +80,19 @@ def _redis(runtime: RuntimeDep) -> dict[str, Any]:
     from botyard.bus.redis_events import probe
 
     ok, latency = probe(runtime.redis)
-    return {"configured": True, "ok": ok, "latency_ms": latency, "url": mask_url(url)}
+    answer: dict[str, Any] = {
+        "configured": True,
+        "ok": ok,
+        "latency_ms": latency,
+        "url": mask_url(url),
+        "dispatch": runtime.lists is not None,
+    }
+    if ok and runtime.lists is not None:
+        with contextlib.suppress(Exception):  # gone between the probe and now: say so above
+            held = runtime.lists.holdings()
+            answer["entries"] = {queue: len(entries) for queue, entries in held.queued.items()}
+            answer["taken"] = sum(len(entries) for entries in held.taken.values())
+    return answer
 
 
 def _browsers(runtime: RuntimeDep) -> dict[str, Any]:
