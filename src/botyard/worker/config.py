@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from botyard.jobs import JobStatus
+from botyard.version import __version__
 
 
 @dataclass
@@ -36,6 +38,20 @@ class WorkerConfig:
     @property
     def renew_interval(self) -> float:
         return max(0.5, min(self.lease_ttl / 3, 10.0))
+
+    def heartbeat_fields(self, status: str, active: int) -> dict[str, str]:
+        """What the worker's Redis heartbeat key holds."""
+        return {
+            "hostname": socket.gethostname(),
+            "mode": self.mode,
+            "pid": str(os.getpid()),
+            "queues": ",".join(self.queues),
+            "capacity": str(self.concurrency),
+            "active": str(active),
+            "status": status,
+            "version": __version__,
+            "last_heartbeat": datetime.now(UTC).isoformat(),
+        }
 
 
 @dataclass

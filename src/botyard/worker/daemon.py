@@ -420,22 +420,11 @@ class PullWorker:
         except Exception:
             log.exception("heartbeat failed")
         if self.events.enabled:
-            self.events.heartbeat(self._beat(status, active, stats))
-
-    def _beat(self, status: str, active: int, stats: dict[str, int]) -> Heartbeat:
-        cfg = self.config
-        fields = {
-            "hostname": socket.gethostname(),
-            "mode": cfg.mode,
-            "pid": str(os.getpid()),
-            "queues": ",".join(cfg.queues),
-            "capacity": str(cfg.concurrency),
-            "active": str(active),
-            "status": status,
-            "version": __version__,
-            "last_heartbeat": datetime.now(UTC).isoformat(),
-        }
-        return Heartbeat(cfg.worker_id, fields, stats)
+            self.events.heartbeat(
+                Heartbeat(
+                    self.config.worker_id, self.config.heartbeat_fields(status, active), stats
+                )
+            )
 
     def _sweep(self) -> None:
         try:
