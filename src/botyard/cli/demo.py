@@ -246,6 +246,9 @@ def _run(
         return False
     first = min(jobs)
     console.print(
+        f"Dashboard: {url}/ui/jobs/{first} (log in as admin / {password}; --keep keeps it up)"
+    )
+    console.print(
         f"Look at: {url}/docs (the API: Authorize as admin / {password}, then"
         f" GET /jobs/{first}/screenshots, /browsers?all=true, /totp/metrics);"
         f" the screenshots on disk under {folder / 'evidence'}/<job>/<attempt>/"

@@ -13,6 +13,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from botyard import dashboard
 from botyard.masking import Masker, install_log_masking
 from botyard.orchestrator import errors, preflight
 from botyard.orchestrator.auth import Authenticator, ensure_admin
@@ -177,4 +178,5 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         browsers.router,
     ):
         app.include_router(router)
+    dashboard.install(app)
     return app

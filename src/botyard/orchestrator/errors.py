@@ -66,6 +66,13 @@ def _respond(
     return JSONResponse(error_body(detail, error_type), status_code=status, headers=headers)
 
 
+def status_for(exc: BotyardError) -> int:
+    """The HTTP status of an error (the dashboard shows the same as the API answers)."""
+    if isinstance(exc, PayloadInvalid | UnknownAutomation):
+        return 422
+    return next((code for kind, code in _STATUS if isinstance(exc, kind)), 400)
+
+
 async def _botyard_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, BotyardError)
     if isinstance(exc, PayloadInvalid):
@@ -74,7 +81,7 @@ async def _botyard_error(_request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, UnknownAutomation):
         detail = [{"loc": ["body", "automation"], "msg": str(exc), "type": "unknown_automation"}]
         return _respond(422, detail, "ValidationError")
-    status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 400)
+    status = status_for(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if isinstance(exc, RateLimitExceeded):
         headers = {"Retry-After": str(exc.retry_after)}

@@ -294,4 +294,19 @@ def where_matching(filters: JobFilter) -> Any:
         conditions.append(jobs.c.queue == filters.queue)
     if filters.since is not None:
         conditions.append(jobs.c.created_at >= filters.since)
+    if filters.text:
+        conditions.append(_matching_text(filters.text))
     return and_(True, *conditions)
+
+
+def _matching_text(text: str) -> Any:
+    """Every word in one of the job's names; a number also finds the job with that id."""
+    words = text.split()[:8]
+    if len(words) == 1 and words[0].isdigit() and len(words[0]) <= 18:
+        return or_(jobs.c.id == int(words[0]), jobs.c.idempotency_key == words[0])
+    fields = (jobs.c.automation, jobs.c.queue, jobs.c.provider, jobs.c.idempotency_key)
+    escaped = [w.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") for w in words]
+    return and_(
+        True,
+        *(or_(*(f.ilike(f"%{w}%", escape="\\") for f in fields)) for w in escaped),
+    )

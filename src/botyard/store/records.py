@@ -170,6 +170,8 @@ class JobFilter:
     provider: str | None = None
     queue: str | None = None
     since: datetime | None = None
+    # Words found in the automation, queue, provider or idempotency key; a number is a job id.
+    text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,529 @@
+"""The dashboard's pages under ``/ui``: the same store, service and roles as the API.
+
+Pages are rendered on the server (Jinja2). A little JavaScript refreshes the live parts (the
+jobs table, a running job) from ``?partial=1`` and opens screenshots in a viewer; without it,
+every page still works. A role sees the buttons its permissions allow, and every action checks
+the permission again, as the API does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from fastapi.routing import APIRoute
+from fastapi.templating import Jinja2Templates
+
+from botyard.automations.registry import Automation
+from botyard.dashboard import charts
+from botyard.dashboard.session import (
+    LoginRequired,
+    UiUser,
+    check_csrf,
+    close_session,
+    current_user,
+    open_session,
+    safe_next,
+)
+from botyard.errors import BotyardError, InvalidCredentials, PayloadInvalid
+from botyard.jobs import CANCELLABLE, FINAL_STATUSES, RETRYABLE_BY_PERSON, JobStatus
+from botyard.orchestrator.deps import client_of
+from botyard.orchestrator.errors import status_for
+from botyard.orchestrator.health import rollup, stale_after, take_snapshot
+from botyard.orchestrator.ratelimit import rate_limited
+from botyard.orchestrator.service import JobService, Submission
+from botyard.store.records import JobFilter
+from botyard.wiring import Runtime
+
+PAGE_SIZE = 50
+templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
+templates.env.filters["pretty"] = lambda value: json.dumps(value, indent=2, default=str)
+templates.env.globals["now_utc"] = lambda: datetime.now(UTC)
+
+
+class UiRoute(APIRoute):
+    """Errors of a dashboard page become an HTML page (or the login page), never JSON."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except LoginRequired as exc:
+                return RedirectResponse(f"/ui/login?next={exc.next_url}", status_code=303)
+            except BotyardError as exc:
+                return templates.TemplateResponse(
+                    request,
+                    "error.html",
+                    {"user": _maybe_user(request), "message": str(exc)},
+                    status_code=status_for(exc),
+                )
+
+        return route
+
+
+router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
+User = Annotated[UiUser, Depends(current_user)]
+
+
+def _maybe_user(request: Request) -> UiUser | None:
+    try:
+        return current_user(request)
+    except BotyardError:
+        return None
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def _service(request: Request) -> JobService:
+    service: JobService = request.app.state.service
+    return service
+
+
+def _page(
+    request: Request, name: str, user: UiUser | None, status_code: int = 200, **context: Any
+) -> HTMLResponse:
+    return templates.TemplateResponse(
+        request, name, {"user": user, **context}, status_code=status_code
+    )
+
+
+# -- login ------------------------------------------------------------------------
+
+
+@router.get("/login")
+def login_page(request: Request, next: str | None = None) -> HTMLResponse:
+    return _page(request, "login.html", None, next=safe_next(next), username="", error=None)
+
+
+@router.post("/login", dependencies=[Depends(rate_limited("token"))])
+def login(
+    request: Request,
+    username: Annotated[str, Form(max_length=150)],
+    password: Annotated[str, Form(max_length=1000)],
+    next: Annotated[str | None, Form()] = None,
+) -> Response:
+    runtime = _runtime(request)
+    try:
+        principal = request.app.state.authenticator.login(username, password)
+    except InvalidCredentials:
+        runtime.store.audit.record("login_failed", actor=username[:150], client=client_of(request))
+        return _page(
+            request,
+            "login.html",
+            None,
+            status_code=401,
+            next=safe_next(next),
+            username=username,
+            error="Incorrect username or password.",
+        )
+    runtime.store.audit.record(
+        "login", actor=principal.username, client=client_of(request), details={"via": "ui"}
+    )
+    response = RedirectResponse(safe_next(next), status_code=303)
+    open_session(request, response, principal)
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, user: User, csrf: Annotated[str, Form()]) -> Response:
+    check_csrf(request, user, csrf)
+    response = RedirectResponse("/ui/login", status_code=303)
+    close_session(response)
+    return response
+
+
+# -- overview ---------------------------------------------------------------------
+
+
+@router.get("/")
+def overview(request: Request, user: User) -> HTMLResponse:
+    user.require("metrics:read")
+    runtime = _runtime(request)
+    maintenance = request.app.state.maintenance
+    snap = take_snapshot(
+        runtime.store,
+        stale_after=stale_after(runtime.settings),
+        scheduler_running=bool(maintenance.scheduler.running),
+    )
+    level, reasons = rollup(snap)
+    history = list(reversed(runtime.store.metrics.history(limit=288)))
+    return _page(
+        request,
+        "overview.html",
+        user,
+        level=level.value,
+        reasons=reasons,
+        snap=snap,
+        counts={s.value: snap.counts.get(s.value, 0) for s in _SHOWN},
+        throughput=charts.line_chart(
+            charts.throughput(history),
+            chart_id="throughput",
+            title="Throughput",
+            unit="jobs/min",
+        ),
+        failures=charts.line_chart(
+            charts.failure_rate(history),
+            chart_id="failures",
+            title="Failure rate",
+            unit="%",
+            fixed_max=100,
+        ),
+        workers=runtime.store.workers.all(),
+        stale=stale_after(runtime.settings),
+    )
+
+
+_SHOWN = (
+    JobStatus.QUEUED,
+    JobStatus.RUNNING,
+    JobStatus.SUCCEEDED,
+    JobStatus.FAILED,
+    JobStatus.NEEDS_REVIEW,
+    JobStatus.CANCELLED,
+)
+
+
+# -- jobs ---------------------------------------------------------------------------
+
+
+@router.get("/jobs")
+def jobs_page(
+    request: Request,
+    user: User,
+    status: str | None = None,
+    automation: str | None = None,
+    queue: str | None = None,
+    q: str | None = None,
+    page: int = 1,
+    partial: bool = False,
+) -> HTMLResponse:
+    user.require("job:read")
+    runtime = _runtime(request)
+    chosen = JobStatus(status) if status in {s.value for s in JobStatus} else None
+    page = max(1, min(page, 10_000))
+    filters = JobFilter(
+        status=chosen,
+        automation=automation or None,
+        queue=queue or None,
+        text=(q or "").strip()[:200] or None,
+    )
+    items, total = runtime.store.list_jobs(filters, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+    query = {"status": status or "", "automation": automation or "", "queue": queue or ""}
+    context: dict[str, Any] = {
+        "jobs": items,
+        "total": total,
+        "page": page,
+        "pages": max(1, -(-total // PAGE_SIZE)),
+        "filters": {**query, "q": q or ""},
+        "statuses": [s.value for s in JobStatus],
+        "automations": runtime.registry.names(),
+    }
+    name = "_jobs_table.html" if partial else "jobs.html"
+    return _page(request, name, user, **context)
+
+
+@router.get("/jobs/new")
+def new_job_page(request: Request, user: User) -> HTMLResponse:
+    user.require("job:create")
+    return _new_job(request, user)
+
+
+def _new_job(
+    request: Request,
+    user: UiUser,
+    *,
+    error: str | None = None,
+    automation: str = "",
+    payload: str = "{}",
+    status_code: int = 200,
+) -> HTMLResponse:
+    registry = _runtime(request).registry
+    return _page(
+        request,
+        "new_job.html",
+        user,
+        status_code=status_code,
+        automations=[_describe(registry.get(name)) for name in registry.names()],
+        error=error,
+        chosen=automation,
+        payload=payload,
+    )
+
+
+def _describe(item: Automation) -> dict[str, Any]:
+    """What the submit form shows of an automation: its summary and its payload's fields."""
+    doc = (item.func.__doc__ if item.func is not None else None) or ""
+    fields = []
+    if item.payload_model is not None:
+        schema = item.payload_model.model_json_schema()
+        required = set(schema.get("required", []))
+        for name, spec in schema.get("properties", {}).items():
+            kind = spec.get("type") or "/".join(
+                str(option.get("type", "?")) for option in spec.get("anyOf", [])
+            )
+            fields.append({"name": name, "type": kind or "any", "required": name in required})
+    return {"name": item.name, "summary": doc.strip().split("\n")[0], "fields": fields}
+
+
+@router.post("/jobs")
+def submit_job(
+    request: Request,
+    user: User,
+    csrf: Annotated[str, Form()],
+    automation: Annotated[str, Form(max_length=200)],
+    payload: Annotated[str, Form(max_length=100_000)] = "{}",
+) -> Response:
+    check_csrf(request, user, csrf)
+    user.require("job:create")
+    try:
+        data = json.loads(payload or "{}")
+    except ValueError as exc:
+        message = f"The payload is not JSON: {exc}"
+        return _new_job(
+            request, user, error=message, automation=automation, payload=payload, status_code=422
+        )
+    if not isinstance(data, dict):
+        message = "The payload must be a JSON object, e.g. {}."
+        return _new_job(
+            request, user, error=message, automation=automation, payload=payload, status_code=422
+        )
+    try:
+        job, _ = _service(request).submit(
+            Submission(automation, data), actor=user.name, client=client_of(request)
+        )
+    except PayloadInvalid as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}" for e in exc.errors
+        )
+        return _new_job(
+            request,
+            user,
+            error=f"The payload does not fit {automation}: {problems}",
+            automation=automation,
+            payload=payload,
+            status_code=422,
+        )
+    except BotyardError as exc:
+        return _new_job(
+            request,
+            user,
+            error=str(exc),
+            automation=automation,
+            payload=payload,
+            status_code=status_for(exc),
+        )
+    return RedirectResponse(f"/ui/jobs/{job.id}", status_code=303)
+
+
+@router.get("/jobs/{job_id}")
+def job_page(request: Request, user: User, job_id: int, partial: bool = False) -> HTMLResponse:
+    user.require("job:read")
+    return _job(request, user, job_id, partial=partial)
+
+
+def _job(
+    request: Request,
+    user: UiUser,
+    job_id: int,
+    *,
+    partial: bool = False,
+    error: str | None = None,
+    notice: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    store = _runtime(request).store
+    job = store.get_job(job_id)
+    evidence = store.evidence(job_id) if user.can("evidence:read") else []
+    logs = store.logs(job_id, limit=2000)
+    final = job.status in FINAL_STATUSES
+    return _page(
+        request,
+        "_job_live.html" if partial else "job.html",
+        user,
+        status_code=status_code,
+        job=job,
+        logs=logs,
+        screenshots=[e for e in evidence if e.content_type.startswith("image/")],
+        files=[e for e in evidence if not e.content_type.startswith("image/")],
+        final=final,
+        error=error,
+        notice=notice,
+        actions={
+            "cancel": user.can("job:cancel") and job.status in CANCELLABLE,
+            "retry": user.can("job:retry") and job.status in RETRYABLE_BY_PERSON,
+            "resolve": user.can("job:resolve") and job.status is JobStatus.NEEDS_REVIEW,
+        },
+    )
+
+
+def _act(
+    request: Request, user: UiUser, job_id: int, do: Callable[[], object], done: str
+) -> Response:
+    try:
+        do()
+    except BotyardError as exc:
+        if isinstance(exc, LoginRequired):
+            raise
+        return _job(request, user, job_id, error=str(exc), status_code=status_for(exc))
+    return RedirectResponse(f"/ui/jobs/{job_id}?done={done}", status_code=303)
+
+
+@router.post("/jobs/{job_id}/cancel")
+def cancel_job(request: Request, user: User, job_id: int, csrf: Annotated[str, Form()]) -> Response:
+    check_csrf(request, user, csrf)
+    user.require("job:cancel")
+    service = _service(request)
+    return _act(
+        request,
+        user,
+        job_id,
+        lambda: service.cancel(job_id, actor=user.name, client=client_of(request)),
+        "cancelled",
+    )
+
+
+@router.post("/jobs/{job_id}/retry")
+def retry_job(request: Request, user: User, job_id: int, csrf: Annotated[str, Form()]) -> Response:
+    check_csrf(request, user, csrf)
+    user.require("job:retry")
+    service = _service(request)
+    return _act(
+        request,
+        user,
+        job_id,
+        lambda: service.retry(job_id, actor=user.name, client=client_of(request)),
+        "retried",
+    )
+
+
+@router.post("/jobs/{job_id}/resolve")
+def resolve_job(
+    request: Request,
+    user: User,
+    job_id: int,
+    csrf: Annotated[str, Form()],
+    outcome: Annotated[str, Form(pattern="^(succeeded|failed)$")],
+    note: Annotated[str, Form(min_length=1, max_length=2000)],
+) -> Response:
+    check_csrf(request, user, csrf)
+    user.require("job:resolve")
+    service = _service(request)
+    return _act(
+        request,
+        user,
+        job_id,
+        lambda: service.resolve(
+            job_id,
+            succeeded=outcome == "succeeded",
+            note=note,
+            actor=user.name,
+            client=client_of(request),
+        ),
+        "resolved",
+    )
+
+
+@router.get("/evidence/{evidence_id}")
+def evidence_file(request: Request, user: User, evidence_id: int) -> Response:
+    """A job's evidence file for the logged-in user (the API's ``/evidence`` wants a bearer)."""
+    user.require("evidence:read")
+    runtime = _runtime(request)
+    item = runtime.store.evidence_item(evidence_id)
+    root = (runtime.settings.store.data_dir / "evidence").resolve()
+    path = Path(item.path).resolve() if item is not None else None
+    if item is None or path is None or not path.is_relative_to(root) or not path.is_file():
+        return _page(request, "error.html", user, status_code=404, message="No such file.")
+    return FileResponse(
+        path,
+        media_type=item.content_type,
+        filename=item.name,
+        content_disposition_type="inline" if item.content_type == "image/png" else "attachment",
+        headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+# -- the rest ------------------------------------------------------------------------
+
+
+@router.get("/workers")
+def workers_page(request: Request, user: User) -> HTMLResponse:
+    user.require("worker:read")
+    runtime = _runtime(request)
+    return _page(
+        request,
+        "workers.html",
+        user,
+        workers=runtime.store.workers.all(),
+        stale=stale_after(runtime.settings),
+    )
+
+
+@router.get("/browsers")
+def browsers_page(request: Request, user: User) -> HTMLResponse:
+    user.require("worker:read")
+    store = _runtime(request).store
+    return _page(
+        request,
+        "browsers.html",
+        user,
+        sessions=store.browsers.recent(limit=100),
+        figures=store.browsers.figures(),
+        provider=_runtime(request).settings.browser.provider,
+    )
+
+
+@router.get("/totp")
+def totp_page(request: Request, user: User) -> HTMLResponse:
+    user.require("metrics:read")
+    return _page(request, "totp.html", user, providers=request.app.state.totp.figures())
+
+
+@router.get("/scheduler")
+def scheduler_page(request: Request, user: User) -> HTMLResponse:
+    user.require("metrics:read")
+    maintenance = request.app.state.maintenance
+    return _page(
+        request,
+        "scheduler.html",
+        user,
+        scheduler=maintenance.status(),
+        runs=_runtime(request).store.maintenance.runs(limit=50),
+    )
+
+
+@router.get("/audit")
+def audit_page(
+    request: Request,
+    user: User,
+    action: str | None = None,
+    actor: str | None = None,
+    page: int = 1,
+) -> HTMLResponse:
+    user.require("audit:read")
+    audit = _runtime(request).store.audit
+    page = max(1, min(page, 10_000))
+    action, actor = action or None, actor or None
+    total = audit.count(action=action, actor=actor)
+    events = audit.recent(
+        limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, action=action, actor=actor
+    )
+    return _page(
+        request,
+        "audit.html",
+        user,
+        events=events,
+        total=total,
+        page=page,
+        pages=max(1, -(-total // PAGE_SIZE)),
+        filters={"action": action or "", "actor": actor or ""},
+    )
