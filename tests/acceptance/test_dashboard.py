@@ -122,6 +122,9 @@ def test_an_operator_runs_watches_retries_and_resolves_jobs(
 ) -> None:
     url = running.url
     page = _page(browser)
+    problems: list[str] = []  # script errors, refused resources, CSP violations
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
     _log_in(page, url, "admin", ADMIN_PASSWORD)
 
     # Submit a browser job from the UI and watch it finish without reloading the page.
@@ -189,6 +192,7 @@ def test_an_operator_runs_watches_retries_and_resolves_jobs(
     expect(page.get_by_role("rowheader", name="ui-worker")).to_be_visible()
     page.goto(f"{url}/ui/audit?action=job_retried")
     expect(page.get_by_role("link", name=f"job:{failed_id}")).to_be_visible()
+    assert problems == []
 
 
 def test_a_viewer_sees_no_actions_and_is_refused_them(

@@ -52,6 +52,10 @@ def test_pages_need_a_login_and_come_back_after_it(api: TestClient) -> None:
     assert back.status_code == 303 and back.headers["location"] == "/ui/jobs?status=failed"
     cookie = back.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/ui" in cookie
+    page = api.get("/ui/jobs")
+    assert "script-src" not in page.headers["content-security-policy"]  # 'self' by default
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert 'style="' not in page.text and "<script>" not in page.text  # nothing inline
 
 
 @pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/", "/jobs", "/\\evil"])

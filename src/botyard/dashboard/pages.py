@@ -54,18 +54,31 @@ class UiRoute(APIRoute):
 
         async def route(request: Request) -> Response:
             try:
-                return await handler(request)
+                response = await handler(request)
             except LoginRequired as exc:
-                return RedirectResponse(f"/ui/login?next={exc.next_url}", status_code=303)
+                response = RedirectResponse(f"/ui/login?next={exc.next_url}", status_code=303)
             except BotyardError as exc:
-                return templates.TemplateResponse(
+                response = templates.TemplateResponse(
                     request,
                     "error.html",
                     {"user": _maybe_user(request), "message": str(exc)},
                     status_code=status_for(exc),
                 )
+            for name, value in _HEADERS.items():
+                response.headers.setdefault(name, value)
+            return response
 
         return route
+
+
+# Only the dashboard's own files, no inline script or style, never inside another site's frame.
+_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
 
 
 router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
