@@ -7,8 +7,6 @@ import os
 import subprocess
 import sys
 import threading
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +26,9 @@ def store_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def prefix(redis_client: Any) -> Iterator[str]:
-    name = f"test-events-cli-{uuid.uuid4().hex[:10]}"
-    try:
-        yield name
-    finally:
-        keys = list(redis_client.scan_iter(match=f"{name}:*"))
-        if keys:
-            redis_client.delete(*keys)
+def prefix(redis_prefix: str) -> str:
+    """Channels and keys of the test's own (``redis_prefix`` removes them after)."""
+    return redis_prefix
 
 
 def test_events_json_prints_a_jobs_life(system: System, prefix: str, redis_client: Any) -> None:

@@ -12,7 +12,6 @@ import os
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -56,14 +55,9 @@ def _closed_port() -> int:
 
 
 @pytest.fixture
-def prefix(redis_client: Any) -> Iterator[str]:
-    name = f"test-events-{uuid.uuid4().hex[:10]}"
-    try:
-        yield name
-    finally:
-        keys = list(redis_client.scan_iter(match=f"{name}:*"))
-        if keys:
-            redis_client.delete(*keys)
+def prefix(redis_prefix: str) -> str:
+    """Channels and keys of the test's own (``redis_prefix`` removes them after)."""
+    return redis_prefix
 
 
 @pytest.fixture
