@@ -77,7 +77,10 @@ def test_two_orchestrators_and_two_workers_on_postgres_and_redis_run_each_job_on
             "REDIS_URL": redis_url(),
             "BOTYARD_REDIS_PREFIX": redis_prefix,
             "BOTYARD_REDIS_RECONCILE_SECONDS": "0.5",
-            "BOTYARD_WORKER_POLL_INTERVAL": "3600",  # jobs arrive through Redis only
+            # Neither the workers' poll nor the leader's wake-ups on the bus: jobs arrive
+            # through Redis (the bus only carries a wake-up when a claim came up short).
+            "BOTYARD_WORKER_POLL_INTERVAL": "3600",
+            "BOTYARD_POLL_JOB_QUEUE_SECONDS": "3600",
         }
     )
     urls = []
@@ -118,8 +121,21 @@ def test_two_orchestrators_and_two_workers_on_postgres_and_redis_run_each_job_on
     jobs = [store_for.get_job(i, detail=False) for i in ids]
     assert {job.attempt for job in jobs} == {1}
     assert {job.worker_id for job in jobs} == {"w1", "w2"}  # both workers took their share
+
+    # Everything Redis carried was taken and acknowledged.
+    def drained() -> bool:
+        redis = httpx.get(f"{urls[1][0]}/status", timeout=10).json()["redis"]
+        assert redis["dispatch"] is True
+        return bool(redis["taken"] == 0 and set(redis["entries"].values()) <= {0})
+
+    system.wait_for(drained, 10, "Redis lists emptied")
     # Each maintenance job ran once per trigger, on the leader only; the reconciler among them.
-    for job in (*FAST_JOBS, "reconcile_redis"):
+    for job in (
+        "recover_stale_jobs",
+        "collect_metrics",
+        "poll_worker_job_status",
+        "reconcile_redis",
+    ):
         runs = store_for.maintenance.runs(job, limit=10_000)
         assert runs and len({r.replica for r in runs}) == 1, job
         starts = sorted(r.started_at for r in runs)

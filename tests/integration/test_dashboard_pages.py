@@ -40,16 +40,23 @@ def log_in(api: TestClient, username: str, password: str) -> str:
 
 
 def test_pages_need_a_login_and_come_back_after_it(api: TestClient) -> None:
-    answer = api.get("/ui/jobs?status=failed", follow_redirects=False)
+    answer = api.get("/ui/jobs?status=failed&queue=billing", follow_redirects=False)
     assert answer.status_code == 303
-    assert answer.headers["location"] == "/ui/login?next=/ui/jobs?status=failed"
+    login = api.get(answer.headers["location"])  # the form carries where to go back to
+    found = re.search(r'name="next" value="([^"]+)"', login.text)
+    assert found and found.group(1) == "/ui/jobs?status=failed&amp;queue=billing"
 
     back = api.post(
         "/ui/login",
-        data={"username": "vera", "password": "viewer-pw", "next": "/ui/jobs?status=failed"},
+        data={
+            "username": "vera",
+            "password": "viewer-pw",
+            "next": "/ui/jobs?status=failed&queue=billing",
+        },
         follow_redirects=False,
     )
-    assert back.status_code == 303 and back.headers["location"] == "/ui/jobs?status=failed"
+    assert back.status_code == 303
+    assert back.headers["location"] == "/ui/jobs?status=failed&queue=billing"
     cookie = back.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/ui" in cookie
     page = api.get("/ui/jobs")
@@ -66,6 +73,28 @@ def test_login_never_sends_anyone_off_the_dashboard(api: TestClient, target: str
         follow_redirects=False,
     )
     assert answer.headers["location"] == "/ui/"
+
+
+def test_forms_posted_from_another_site_are_refused(api: TestClient) -> None:
+    answer = api.post(
+        "/ui/login",
+        data={"username": "vera", "password": "viewer-pw"},
+        headers={"Sec-Fetch-Site": "cross-site"},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 403 and "botyard_session" not in answer.headers.get(
+        "set-cookie", ""
+    )
+
+
+def test_the_session_cookie_is_secure_behind_a_tls_proxy(api: TestClient) -> None:
+    answer = api.post(
+        "/ui/login",
+        data={"username": "vera", "password": "viewer-pw"},
+        headers={"X-Forwarded-Proto": "https"},
+        follow_redirects=False,
+    )
+    assert "Secure" in answer.headers["set-cookie"]
 
 
 def test_a_wrong_password_is_refused_and_audited(api: TestClient) -> None:
@@ -112,6 +141,8 @@ def test_a_viewer_gets_no_buttons_and_no_actions(api: TestClient) -> None:
         api.post("/ui/jobs", data={"csrf": csrf, "automation": "accept.quick"}).status_code == 403
     )
     assert api.get("/ui/audit").status_code == 403
+    assert api.get("/ui/browsers").status_code == 403  # as GET /browsers: operators and up
+    assert 'href="/ui/browsers"' not in api.get("/ui/jobs").text
     assert store.get_job(job.id).status.value == "queued"
 
 
@@ -190,3 +221,4 @@ def test_search_finds_jobs_by_id_and_by_name(api: TestClient) -> None:
     assert found("accept evid") == {second.id}
     assert found("100%_") == set()
     assert found("9" * 40) == set()
+    assert found("²") == set()  # a digit to str.isdigit, not to int()

@@ -497,7 +497,7 @@ def test_release_orphans_recovers_a_restarted_workers_jobs(store: SqlStore) -> N
     claim_one(store, lease_ttl=60)
     claim_one(store, worker_id="worker-b", lease_ttl=60)
 
-    assert store.release_orphans(WORKER) == 1
+    assert store.release_orphans(WORKER) == [(mine.id, JobStatus.QUEUED)]
     assert store.get_job(mine.id).status is JobStatus.QUEUED
     assert store.get_job(theirs.id).status is JobStatus.RUNNING
 

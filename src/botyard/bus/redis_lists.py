@@ -239,8 +239,26 @@ class RedisJobLists:
             pipe.execute()
         return count
 
-    def depth(self, queue: str) -> int:
-        return int(self.client.llen(queue_key(queue, self.prefix)))
+    def depths(self) -> tuple[dict[str, int], int]:
+        """Entries per queue, and how many are taken and not acknowledged: lengths only, in
+        one round trip after the key scan (cheap enough for ``/status``)."""
+        queues, workers = f"{self.prefix}:queue:", f"{self.prefix}:processing:"
+        keys = [
+            key
+            for key in self.client.scan_iter(match=f"{self.prefix}:*", count=1000)
+            if key.startswith((queues, workers))
+        ]
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.llen(key)
+        lengths = pipe.execute() if keys else []
+        waiting = {
+            key[len(queues) :]: int(n)
+            for key, n in zip(keys, lengths, strict=True)
+            if key.startswith(queues)
+        }
+        taken = sum(int(n) for key, n in zip(keys, lengths, strict=True) if key.startswith(workers))
+        return waiting, taken
 
     def close(self) -> None:
         self.client.close()

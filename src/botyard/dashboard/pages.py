@@ -30,7 +30,7 @@ from botyard.dashboard.session import (
     open_session,
     safe_next,
 )
-from botyard.errors import BotyardError, InvalidCredentials, PayloadInvalid
+from botyard.errors import BotyardError, InvalidCredentials, PayloadInvalid, PermissionDenied
 from botyard.jobs import CANCELLABLE, FINAL_STATUSES, RETRYABLE_BY_PERSON, JobStatus
 from botyard.orchestrator.deps import client_of
 from botyard.orchestrator.errors import status_for
@@ -54,6 +54,8 @@ class UiRoute(APIRoute):
 
         async def route(request: Request) -> Response:
             try:
+                if request.method == "POST" and _cross_site(request):
+                    raise PermissionDenied("a form posted from another site")
                 response = await handler(request)
             except LoginRequired as exc:
                 response = RedirectResponse(f"/ui/login?next={exc.next_url}", status_code=303)
@@ -69,6 +71,12 @@ class UiRoute(APIRoute):
             return response
 
         return route
+
+
+def _cross_site(request: Request) -> bool:
+    """A browser's own word that the form came from another site (login CSRF included: the
+    login form carries no token, since there is no session yet to derive one from)."""
+    return request.headers.get("sec-fetch-site", "").lower() == "cross-site"
 
 
 # Only the dashboard's own files, no inline script or style, never inside another site's frame.
@@ -483,7 +491,7 @@ def workers_page(request: Request, user: User) -> HTMLResponse:
 
 @router.get("/browsers")
 def browsers_page(request: Request, user: User) -> HTMLResponse:
-    user.require("worker:read")
+    user.require("browser:manage")  # as GET /browsers
     store = _runtime(request).store
     return _page(
         request,

@@ -81,7 +81,9 @@ def open_session(request: Request, response: Response, principal: Principal) -> 
         path=PATH,
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        # Behind a TLS-terminating proxy the app may see http: its X-Forwarded-Proto counts too.
+        secure=request.url.scheme == "https"
+        or request.headers.get("x-forwarded-proto", "").lower() == "https",
     )
 
 
@@ -98,4 +100,4 @@ def safe_next(url: str | None) -> str:
 
 def _here(request: Request) -> str:
     query = f"?{request.url.query}" if request.url.query else ""
-    return quote(f"{request.url.path}{query}", safe="/?=&")
+    return quote(f"{request.url.path}{query}", safe="/")

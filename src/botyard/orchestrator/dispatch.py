@@ -23,6 +23,7 @@ import httpx
 
 from botyard.bus.base import JOBS
 from botyard.errors import BotyardError
+from botyard.jobs import JobStatus
 from botyard.orchestrator.health import stale_after
 from botyard.orchestrator.service import JobService
 from botyard.settings import Settings
@@ -223,7 +224,13 @@ class AgentDispatcher:
 
     def _release(self, jobs: list[ClaimedJob]) -> None:
         """Back to the queue, no attempt spent; other workers are woken for them."""
-        self.store.finish([Completion.release(j) for j in jobs])
+        statuses = self.store.finish([Completion.release(j) for j in jobs])
+        if self.service.events.enabled:
+            for job, status in zip(jobs, statuses, strict=True):
+                if status is not None:
+                    self.service.announce(
+                        self.store.get_job(job.id, detail=False), JobStatus.RUNNING
+                    )
         for queue in {j.queue for j in jobs}:
             self.service.wakeups.jobs(queue, [j.id for j in jobs if j.queue == queue])
 

@@ -21,7 +21,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from botyard.orchestrator.dispatch import AgentDispatcher
 from botyard.orchestrator.health import stale_after
-from botyard.orchestrator.reconciler import alive_workers, reconcile
+from botyard.orchestrator.reconciler import live_workers, reconcile
 from botyard.orchestrator.service import JobService
 from botyard.settings import Settings
 
@@ -198,8 +198,12 @@ class Maintenance:
         self.store.workers.mark_silent_offline(self._stale_after())
         online = sum(1 for w in self.store.workers.all() if w.status != "offline")
         point = self.store.metrics.sample(workers_online=online)
-        pruned = self.store.metrics.prune(timedelta(days=self.config.history_retention_days))
-        return {"queued_jobs": point.queued_jobs, "pruned": pruned}
+        kept = timedelta(days=self.config.history_retention_days)
+        pruned = self.store.metrics.prune(kept)
+        # The record of maintenance runs goes as the metrics do (reconcile_redis adds one every
+        # few seconds).
+        runs_pruned = self.store.maintenance.prune(kept)
+        return {"queued_jobs": point.queued_jobs, "pruned": pruned, "runs_pruned": runs_pruned}
 
     def poll_worker_job_status(self) -> dict[str, Any]:
         """Silent workers go offline (their leases expire); agents are asked about their jobs."""
@@ -214,7 +218,7 @@ class Maintenance:
         """Re-announce runnable jobs Redis lost; give back what vanished workers took."""
         lists = self.service.wakeups.lists
         assert lists is not None  # scheduled only with Redis dispatch
-        return reconcile(self.store, lists, alive=alive_workers(self.store, self._stale_after()))
+        return reconcile(self.store, lists, live_workers(self.store, self._stale_after()))
 
     def cleanup_old_evidence(self) -> dict[str, int]:
         """Delete evidence files and rows older than ``SCREENSHOT_RETENTION_DAYS``."""

@@ -96,7 +96,7 @@ class JobService:
 
     def cancel(self, job_id: int, *, actor: str | None, client: str | None = None) -> JobRecord:
         job = self.store.cancel(job_id)
-        self._announce(job, JobStatus.RUNNING if job.worker_id is not None else JobStatus.QUEUED)
+        self.announce(job, JobStatus.RUNNING if job.worker_id is not None else JobStatus.QUEUED)
         if job.worker_id is not None:  # it was running: its worker must stop it now
             self.wakeups.cancel(job_id)
             if job.concurrency_key is not None:  # and its key is free for the next job
@@ -112,7 +112,7 @@ class JobService:
             )
         job = self.store.retry(job_id)
         self.wakeups.jobs(job.queue, [job.id])
-        self._announce(job, before.status)
+        self.announce(job, before.status)
         self._audit("job_retried", job_id, actor, client)
         return job
 
@@ -123,7 +123,7 @@ class JobService:
         for queue in {job.queue for job in jobs}:
             self.wakeups.jobs(queue, [job.id for job in jobs if job.queue == queue])
         for job in jobs:
-            self._announce(job, JobStatus.FAILED)
+            self.announce(job, JobStatus.FAILED)
             self._audit("job_retried", job.id, actor, client, {"bulk": True})
         return jobs
 
@@ -137,7 +137,7 @@ class JobService:
         client: str | None = None,
     ) -> JobRecord:
         job = self.store.resolve(job_id, succeeded=succeeded, note=note, actor=actor)
-        self._announce(job, JobStatus.NEEDS_REVIEW)
+        self.announce(job, JobStatus.NEEDS_REVIEW)
         details = {"status": job.status.value, "note": note}
         self._audit("job_resolved", job_id, actor, client, details)
         return job
@@ -216,7 +216,7 @@ class JobService:
         self._audit("job_finished_externally", job_id, f"worker:{worker_id}", client, details)
         return status
 
-    def _announce(self, job: JobRecord, previous: JobStatus | None) -> None:
+    def announce(self, job: JobRecord, previous: JobStatus | None) -> None:
         """Publish the status ``job`` is in now (fire-and-forget)."""
         if self.events.enabled:
             self.events.publish(JobEvent.of(job, previous))
@@ -241,7 +241,7 @@ class JobService:
             now = datetime.now(UTC)
             for job_id, status in recovered:
                 job = self.store.get_job(job_id, detail=False)
-                self._announce(job, JobStatus.RUNNING)
+                self.announce(job, JobStatus.RUNNING)
                 if status is JobStatus.QUEUED and job.not_before <= now:
                     runnable.setdefault(job.queue, []).append(job_id)
         if self.wakeups.redis:

@@ -64,6 +64,16 @@ class MaintenanceLog:
         with self.engine.connect().execution_options(readonly=True) as conn:
             return [MaintenanceRun(**dict(r)) for r in conn.execute(query).mappings()]
 
+    def prune(self, older_than: timedelta) -> int:
+        """Forget runs that started longer ago than ``older_than``."""
+        with self.engine.begin() as conn:
+            cutoff = utcnow() - older_than
+            return int(
+                conn.execute(
+                    maintenance_runs.delete().where(maintenance_runs.c.started_at < cutoff)
+                ).rowcount
+            )
+
     def last_runs(self) -> dict[str, MaintenanceRun]:
         latest = (
             select(func.max(maintenance_runs.c.id))

@@ -230,8 +230,10 @@ class JobReads:
             )
             return [r[0] for r in rows]
 
-    def runnable_jobs(self, settled_before: datetime, limit: int = 10_000) -> list[tuple[int, str]]:
-        """``(id, queue)`` of jobs a worker could claim now, runnable since before
+    def runnable_jobs(
+        self, settled_before: datetime, limit: int = 10_000
+    ) -> list[tuple[int, str, str]]:
+        """``(id, queue, automation)`` of jobs a worker could claim now, runnable since before
         ``settled_before``, in claim order; jobs whose concurrency key is full are left out."""
         holder = jobs.alias("holder")
         held = (
@@ -245,7 +247,7 @@ class JobReads:
         )
         with self._read() as conn:
             rows = conn.execute(
-                select(jobs.c.id, jobs.c.queue)
+                select(jobs.c.id, jobs.c.queue, jobs.c.automation)
                 .where(
                     jobs.c.status == JobStatus.QUEUED.value,
                     jobs.c.not_before <= settled_before,
@@ -255,7 +257,7 @@ class JobReads:
                 .order_by(jobs.c.priority.desc(), jobs.c.id)
                 .limit(limit)
             )
-            return [(r[0], r[1]) for r in rows]
+            return [(r[0], r[1], r[2]) for r in rows]
 
     def queued_among(self, job_ids: Sequence[int]) -> set[int]:
         """Which of these jobs are queued."""
@@ -302,7 +304,7 @@ def where_matching(filters: JobFilter) -> Any:
 def _matching_text(text: str) -> Any:
     """Every word in one of the job's names; a number also finds the job with that id."""
     words = text.split()[:8]
-    if len(words) == 1 and words[0].isdigit() and len(words[0]) <= 18:
+    if len(words) == 1 and words[0].isascii() and words[0].isdigit() and len(words[0]) <= 18:
         return or_(jobs.c.id == int(words[0]), jobs.c.idempotency_key == words[0])
     fields = (jobs.c.automation, jobs.c.queue, jobs.c.provider, jobs.c.idempotency_key)
     escaped = [w.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") for w in words]

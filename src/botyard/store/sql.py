@@ -341,8 +341,9 @@ class SqlStore(PersonActions):
                     recovered.append((row.id, decision.status))
         return recovered
 
-    def release_orphans(self, worker_id: str) -> int:
-        """Recover jobs a previous run of ``worker_id`` left running; returns how many."""
+    def release_orphans(self, worker_id: str) -> list[tuple[int, JobStatus]]:
+        """Recover jobs a previous run of ``worker_id`` left running (and any other expired
+        lease on the way); returns what was recovered, as ``recover_expired`` does."""
         past = utcnow() - timedelta(seconds=1)
         with self.engine.begin() as conn:
             orphaned = conn.execute(
@@ -350,9 +351,7 @@ class SqlStore(PersonActions):
                 .where(jobs.c.worker_id == worker_id, jobs.c.status == _RUNNING)
                 .values(lease_expires_at=past)
             ).rowcount
-        if orphaned:
-            self.recover_expired()
-        return int(orphaned)
+        return self.recover_expired() if orphaned else []
 
     def expire_lease(self, job_id: int, attempt: int, worker_id: str) -> bool:
         """End the lease of an attempt its worker no longer knows; the sweep then recovers it."""

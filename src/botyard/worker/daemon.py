@@ -126,8 +126,11 @@ class PullWorker:
         # Jobs still marked as ours are orphans of an earlier run under the same id.
         orphans = self.store.release_orphans(cfg.worker_id)
         if orphans:
-            log.warning("recovered %d jobs left running by an earlier %s", orphans, cfg.worker_id)
-            for queue_name in cfg.queues:
+            log.warning(
+                "recovered %d jobs left running by an earlier %s", len(orphans), cfg.worker_id
+            )
+            self._announce_recovered(orphans)  # their events, and Redis entries for them
+            for queue_name in cfg.queues:  # jobs waiting for keys they held
                 self.wakeups.queue(queue_name)
         self._subscription = self.bus.subscribe()
         self.writer.start()
@@ -219,6 +222,8 @@ class PullWorker:
         them to the slots. Returns the jobs and how many were asked for."""
         cfg = self.config
         with self._claiming:
+            if self._stopping.is_set():  # the shutdown drains the inbox: claim nothing more
+                return [], 0
             with self._cond:
                 asked = min(most, self._capacity() - len(self._held))
             if asked <= 0:
@@ -456,7 +461,9 @@ class PullWorker:
     def _shutdown(self) -> None:
         cfg = self.config
         if self._feed is not None:
-            self._feed.join()  # it claims no more once stopping; wait for a claim under way
+            self._feed.join()
+        with self._claiming:  # a claim under way ends first: what it took is in the inbox now
+            pass
         # Jobs claimed but not started yet go straight back.
         while True:
             try:

@@ -80,12 +80,25 @@ class RedisFeed:
                 taken = self.lists.take(queue, self.worker_id, most, _BLOCK_SECONDS)
             except Exception as exc:
                 failures += 1
-                self._warn(f"Redis dispatch unavailable ({exc}); retrying")
+                if type(exc).__name__ in (
+                    "ResponseError",
+                    "AuthenticationError",
+                    "NoPermissionError",
+                ):
+                    # Not an outage: Redis refuses us (a wrong password, or a Redis before 6.2
+                    # without LMOVE/BLMOVE). Jobs reach this worker only at its fallback poll.
+                    self._warn(f"Redis refuses dispatch commands: {exc}", level=logging.ERROR)
+                else:
+                    self._warn(f"Redis dispatch unavailable ({exc}); retrying")
                 self._stopping.wait(min(5.0, 0.25 * 2**failures))
                 continue
             failures, last = 0, None
             if taken:
-                last = self._use(queue, taken)
+                try:
+                    last = self._use(queue, taken)
+                except Exception:  # never let one bad round end the queue's thread
+                    log.exception("Redis dispatch round failed; entries left for the reconciler")
+                    self._stopping.wait(1.0)
         if last is not None:
             self._settle(last, keep=len(last))
 
@@ -126,8 +139,8 @@ class RedisFeed:
         if waiting:
             self._wake(queue)
 
-    def _warn(self, message: str) -> None:
+    def _warn(self, message: str, level: int = logging.WARNING) -> None:
         now = time.monotonic()
         if now - self._last_warning >= _WARN_EVERY:
             self._last_warning = now
-            log.warning("%s (logged at most once a minute)", message)
+            log.log(level, "%s (logged at most once a minute)", message)

@@ -7,19 +7,27 @@
   function live(el) {
     var every = parseInt(el.getAttribute("data-every") || "2000", 10);
     if (el.hasAttribute("data-final")) return;
+    var edited = false;  // someone typed in a form here: keep the part until they submit
+    el.addEventListener("input", function () { edited = true; });
+    el.addEventListener("change", function () { edited = true; });
+    var last = null;
+
+    function busy() {
+      // Never pull a form, a link or a button from under a user who is on it, nor refresh
+      // behind an open screenshot.
+      return edited || el.contains(document.activeElement) || !!document.querySelector("dialog[open]");
+    }
+
     var timer = setInterval(function () {
-      if (document.hidden) return;
-      var active = document.activeElement;
-      // Never pull a form from under someone typing in it, nor a screenshot being viewed.
-      if (active && el.contains(active) && /INPUT|TEXTAREA|SELECT/.test(active.tagName)) return;
-      if (document.querySelector("dialog[open]")) return;
+      if (document.hidden || busy()) return;
       fetch(el.getAttribute("data-live"), { credentials: "same-origin", headers: { "X-Requested-With": "fetch" } })
         .then(function (r) {
           if (r.redirected || !r.ok) { clearInterval(timer); return null; }
           return r.text();
         })
         .then(function (html) {
-          if (html === null) return;
+          if (html === null || busy() || html === last) return;  // checked again on arrival
+          last = html;
           el.innerHTML = html;
           if (el.querySelector("[data-final=true]")) clearInterval(timer);
         })

@@ -89,9 +89,7 @@ def _redis(runtime: RuntimeDep) -> dict[str, Any]:
     }
     if ok and runtime.lists is not None:
         with contextlib.suppress(Exception):  # gone between the probe and now: say so above
-            held = runtime.lists.holdings()
-            answer["entries"] = {queue: len(entries) for queue, entries in held.queued.items()}
-            answer["taken"] = sum(len(entries) for entries in held.taken.values())
+            answer["entries"], answer["taken"] = runtime.lists.depths()
     return answer
 
 
