@@ -101,6 +101,20 @@ def _idle(store: SqlStore, worker_id: str, wait_until: Any) -> None:
     time.sleep(0.3)
 
 
+def _register_pull_worker(store: SqlStore, worker_id: str) -> None:
+    """A live pull worker serving tests.ok on the default queue, as far as the store knows."""
+    store.workers.register(
+        worker_id,
+        hostname="h",
+        mode="pull",
+        pid=1,
+        automations=["tests.ok"],
+        queues=["default"],
+        capacity=1,
+        version="test",
+    )
+
+
 def _tallies(path: Path) -> Counter[int]:
     if not path.exists():
         return Counter()
@@ -155,16 +169,7 @@ def test_the_reconciler_gives_back_what_a_vanished_worker_took(
     # "ghost" took an entry and died before claiming; "alive-1" is between take and claim.
     assert lists.take("default", "ghost", 1, 0.1).job_ids == [ghost.id]
     assert lists.take("default", "alive-1", 1, 0.1).job_ids == [live.id]
-    store.workers.register(
-        "alive-1",
-        hostname="h",
-        mode="pull",
-        pid=1,
-        automations=["tests.ok"],
-        queues=["default"],
-        capacity=1,
-        version="test",
-    )
+    _register_pull_worker(store, "alive-1")
 
     done = reconcile(store, lists, live_workers(store, stale_after=30), settle=0)
 
@@ -222,16 +227,7 @@ def test_the_reconciler_announces_only_what_a_live_pull_worker_serves(
     served, _ = store.submit(NewJob(automation="tests.ok", payload={"name": "a"}))
     store.submit(NewJob(automation="tests.flaky", payload={}))  # nobody runs it now
     store.submit(NewJob(automation="tests.ok", payload={"name": "b"}, queue="elsewhere"))
-    store.workers.register(
-        "pull-1",
-        hostname="h",
-        mode="pull",
-        pid=1,
-        automations=["tests.ok"],
-        queues=["default"],
-        capacity=1,
-        version="test",
-    )
+    _register_pull_worker(store, "pull-1")
 
     done = reconcile(store, lists, live_workers(store, stale_after=30), settle=0)
 

@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Form, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
@@ -399,34 +399,6 @@ def _act(
     return RedirectResponse(f"/ui/jobs/{job_id}?done={done}", status_code=303)
 
 
-@router.post("/jobs/{job_id}/cancel")
-def cancel_job(request: Request, user: User, job_id: int, csrf: Annotated[str, Form()]) -> Response:
-    check_csrf(request, user, csrf)
-    user.require("job:cancel")
-    service = _service(request)
-    return _act(
-        request,
-        user,
-        job_id,
-        lambda: service.cancel(job_id, actor=user.name, client=client_of(request)),
-        "cancelled",
-    )
-
-
-@router.post("/jobs/{job_id}/retry")
-def retry_job(request: Request, user: User, job_id: int, csrf: Annotated[str, Form()]) -> Response:
-    check_csrf(request, user, csrf)
-    user.require("job:retry")
-    service = _service(request)
-    return _act(
-        request,
-        user,
-        job_id,
-        lambda: service.retry(job_id, actor=user.name, client=client_of(request)),
-        "retried",
-    )
-
-
 @router.post("/jobs/{job_id}/resolve")
 def resolve_job(
     request: Request,
@@ -451,6 +423,28 @@ def resolve_job(
             client=client_of(request),
         ),
         "resolved",
+    )
+
+
+# After /resolve: a path this route also matches.
+@router.post("/jobs/{job_id}/{action}")
+def cancel_or_retry_job(
+    request: Request,
+    user: User,
+    job_id: int,
+    action: Literal["cancel", "retry"],
+    csrf: Annotated[str, Form()],
+) -> Response:
+    check_csrf(request, user, csrf)
+    user.require(f"job:{action}")
+    service = _service(request)
+    do = service.cancel if action == "cancel" else service.retry
+    return _act(
+        request,
+        user,
+        job_id,
+        lambda: do(job_id, actor=user.name, client=client_of(request)),
+        "cancelled" if action == "cancel" else "retried",
     )
 
 
