@@ -22,11 +22,11 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from botyard.events import DEFAULT_PREFIX, Heartbeat, JobEvent, jobs_channel, worker_key
+from botyard.log_throttle import LogThrottle
 
 log = logging.getLogger("botyard.events")
 
 _BATCH = 500
-_WARN_EVERY = 60.0
 STATS_TTL = 86_400  # a stopped worker's last figures stay readable for a day
 
 
@@ -62,8 +62,7 @@ class RedisEventPublisher:
         self._queue: queue.Queue[JobEvent | Heartbeat | threading.Event | None] = queue.Queue(
             max_pending
         )
-        self._last_warning = -_WARN_EVERY
-        self._warn_lock = threading.Lock()
+        self._warn = LogThrottle(log)
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="botyard-events", daemon=True)
         self._thread.start()
@@ -159,14 +158,6 @@ class RedisEventPublisher:
         if beat.stats:
             pipe.hset(f"{key}:stats", mapping=beat.stats)
             pipe.expire(f"{key}:stats", STATS_TTL)
-
-    def _warn(self, message: str) -> None:
-        with self._warn_lock:
-            now = time.monotonic()
-            if now - self._last_warning < _WARN_EVERY:
-                return
-            self._last_warning = now
-        log.warning("%s (logged at most once a minute)", message)
 
 
 def read_workers(

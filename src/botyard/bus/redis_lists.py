@@ -26,17 +26,15 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from botyard.events import DEFAULT_PREFIX
+from botyard.log_throttle import LogThrottle
 
 log = logging.getLogger("botyard.dispatch")
-
-_WARN_EVERY = 60.0
 
 
 def queue_key(queue: str, prefix: str = DEFAULT_PREFIX) -> str:
@@ -102,11 +100,6 @@ class Holdings:
     queued: dict[str, list[Entry]]  # queue -> entries
     taken: dict[tuple[str, str], list[Entry]]  # (worker id, queue) -> entries, newest first
 
-    def job_ids(self) -> set[int]:
-        ids = {entry.job_id for entries in self.queued.values() for entry in entries}
-        ids.update(entry.job_id for entries in self.taken.values() for entry in entries)
-        return ids
-
 
 def _decode_all(raws: Iterable[str]) -> list[Entry]:
     return [entry for raw in raws if (entry := Entry.decode(raw)) is not None]
@@ -118,8 +111,7 @@ class RedisJobLists:
         self.prefix = prefix
         self.cooldown = cooldown
         self._down_until = 0.0
-        self._last_warning = -_WARN_EVERY
-        self._lock = threading.Lock()
+        self._warn = LogThrottle(log)
         self._take_script = client.register_script(_TAKE_SCRIPT)
 
     # -- announcing ----------------------------------------------------------------
@@ -200,19 +192,19 @@ class RedisJobLists:
     # -- what Redis holds (the reconciler) ---------------------------------------------
 
     def holdings(self) -> Holdings:
-        queued: dict[str, list[Entry]] = {}
+        """Every list read whole, in one round trip after the key scan."""
+        queues, processing = self._list_keys()
+        pipe = self.client.pipeline(transaction=False)
+        for key in (*queues, *processing):
+            pipe.lrange(key, 0, -1)
+        contents = iter(pipe.execute() if queues or processing else [])
+        queued = {queue: _decode_all(next(contents)) for queue in queues.values()}
         taken: dict[tuple[str, str], list[Entry]] = {}
-        queues, workers = f"{self.prefix}:queue:", f"{self.prefix}:processing:"
-        for key in self.client.scan_iter(match=f"{self.prefix}:*", count=1000):
-            if key.startswith(queues):
-                entries = _decode_all(self.client.lrange(key, 0, -1))
-                queued[key[len(queues) :]] = entries
-            elif key.startswith(workers):
-                entries = _decode_all(self.client.lrange(key, 0, -1))
-                if entries:  # "<worker id>:<queue>", and the entries say which queue
-                    queue = entries[0].queue
-                    worker_id = key[len(workers) :].removesuffix(f":{queue}")
-                    taken[(worker_id, queue)] = entries
+        for suffix in processing.values():
+            entries = _decode_all(next(contents))
+            if entries:  # "<worker id>:<queue>", and the entries say which queue
+                queue = entries[0].queue
+                taken[(suffix.removesuffix(f":{queue}"), queue)] = entries
         return Holdings(queued, taken)
 
     def reclaim(self, holdings: Holdings, alive: Callable[[str], bool]) -> int:
@@ -242,32 +234,29 @@ class RedisJobLists:
     def depths(self) -> tuple[dict[str, int], int]:
         """Entries per queue, and how many are taken and not acknowledged: lengths only, in
         one round trip after the key scan (cheap enough for ``/status``)."""
-        queues, workers = f"{self.prefix}:queue:", f"{self.prefix}:processing:"
-        keys = [
-            key
-            for key in self.client.scan_iter(match=f"{self.prefix}:*", count=1000)
-            if key.startswith((queues, workers))
-        ]
+        queues, processing = self._list_keys()
         pipe = self.client.pipeline(transaction=False)
-        for key in keys:
+        for key in (*queues, *processing):
             pipe.llen(key)
-        lengths = pipe.execute() if keys else []
-        waiting = {
-            key[len(queues) :]: int(n)
-            for key, n in zip(keys, lengths, strict=True)
-            if key.startswith(queues)
-        }
-        taken = sum(int(n) for key, n in zip(keys, lengths, strict=True) if key.startswith(workers))
-        return waiting, taken
+        lengths = iter(pipe.execute() if queues or processing else [])
+        waiting = {queue: int(next(lengths)) for queue in queues.values()}
+        return waiting, sum(int(n) for n in lengths)
+
+    def _list_keys(self) -> tuple[dict[str, str], dict[str, str]]:
+        """The queue lists (key -> queue) and the processing lists (key -> "<worker>:<queue>")."""
+        queue_start, processing_start = f"{self.prefix}:queue:", f"{self.prefix}:processing:"
+        queues: dict[str, str] = {}
+        processing: dict[str, str] = {}
+        for key in self.client.scan_iter(match=f"{self.prefix}:*", count=1000):
+            if key.startswith(queue_start):
+                queues[key] = key[len(queue_start) :]
+            elif key.startswith(processing_start):
+                processing[key] = key[len(processing_start) :]
+        return queues, processing
 
     def close(self) -> None:
         self.client.close()
 
     def _failed(self, message: str) -> None:
-        with self._lock:
-            now = time.monotonic()
-            self._down_until = now + self.cooldown
-            if now - self._last_warning < _WARN_EVERY:
-                return
-            self._last_warning = now
-        log.warning("%s; waking workers through the bus for %.0f s", message, self.cooldown)
+        self._down_until = time.monotonic() + self.cooldown
+        self._warn(f"{message}; waking workers through the bus for {self.cooldown:.0f} s")

@@ -10,9 +10,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from botyard.bus.base import CANCEL, JOBS, Bus, Event
 from botyard.bus.redis_lists import RedisJobLists
+from botyard.errors import JobNotFound
+from botyard.events import EventPublisher, JobEvent
+from botyard.jobs import JobStatus
+
+if TYPE_CHECKING:
+    from botyard.store.records import JobRecord
 
 log = logging.getLogger("botyard.dispatch")
 
@@ -48,3 +56,28 @@ class Wakeups:
 
     def cancel(self, job_id: int) -> None:
         self.bus.publish(Event(CANCEL, str(job_id)))
+
+    def recovered(
+        self,
+        recovered: Sequence[tuple[int, JobStatus]],
+        get_job: Callable[[int], JobRecord],
+        events: EventPublisher,
+    ) -> None:
+        """After a lease recovery: each job's status event, and with Redis dispatch an entry
+        for each job that can run again. (Callers wake their queues on the bus as well: a
+        recovered job may have freed a concurrency key.)"""
+        if not events.enabled and self.lists is None:
+            return
+        now = datetime.now(UTC)
+        runnable: dict[str, list[int]] = {}
+        for job_id, status in recovered:
+            try:
+                job = get_job(job_id)
+            except JobNotFound:  # erased meanwhile (a privacy request)
+                continue
+            events.publish(JobEvent.of(job, JobStatus.RUNNING))
+            if status is JobStatus.QUEUED and job.not_before <= now:
+                runnable.setdefault(job.queue, []).append(job_id)
+        if self.lists is not None:
+            for queue, ids in runnable.items():
+                self.jobs(queue, ids)

@@ -32,18 +32,20 @@ from botyard.dashboard.session import (
 )
 from botyard.errors import BotyardError, InvalidCredentials, PayloadInvalid, PermissionDenied
 from botyard.jobs import CANCELLABLE, FINAL_STATUSES, RETRYABLE_BY_PERSON, JobStatus
-from botyard.orchestrator.deps import client_of
+from botyard.orchestrator.deps import RuntimeDep, ServiceDep, client_of
 from botyard.orchestrator.errors import status_for
-from botyard.orchestrator.health import rollup, stale_after, take_snapshot
+from botyard.orchestrator.health import rollup, stale_after
 from botyard.orchestrator.ratelimit import rate_limited
-from botyard.orchestrator.service import JobService, Submission
+from botyard.orchestrator.routers.evidence import stored_evidence
+from botyard.orchestrator.routers.status import current_snapshot
+from botyard.orchestrator.service import Submission
 from botyard.store.records import JobFilter
+from botyard.store.workers import Workers
 from botyard.wiring import Runtime
 
 PAGE_SIZE = 50
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
 templates.env.filters["pretty"] = lambda value: json.dumps(value, indent=2, default=str)
-templates.env.globals["now_utc"] = lambda: datetime.now(UTC)
 
 
 class UiRoute(APIRoute):
@@ -100,16 +102,6 @@ def _maybe_user(request: Request) -> UiUser | None:
         return None
 
 
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
-def _service(request: Request) -> JobService:
-    service: JobService = request.app.state.service
-    return service
-
-
 def _page(
     request: Request, name: str, user: UiUser | None, status_code: int = 200, **context: Any
 ) -> HTMLResponse:
@@ -131,9 +123,9 @@ def login(
     request: Request,
     username: Annotated[str, Form(max_length=150)],
     password: Annotated[str, Form(max_length=1000)],
+    runtime: RuntimeDep,
     next: Annotated[str | None, Form()] = None,
 ) -> Response:
-    runtime = _runtime(request)
     try:
         principal = request.app.state.authenticator.login(username, password)
     except InvalidCredentials:
@@ -167,15 +159,9 @@ def logout(request: Request, user: User, csrf: Annotated[str, Form()]) -> Respon
 
 
 @router.get("/")
-def overview(request: Request, user: User) -> HTMLResponse:
+def overview(request: Request, user: User, runtime: RuntimeDep) -> HTMLResponse:
     user.require("metrics:read")
-    runtime = _runtime(request)
-    maintenance = request.app.state.maintenance
-    snap = take_snapshot(
-        runtime.store,
-        stale_after=stale_after(runtime.settings),
-        scheduler_running=bool(maintenance.scheduler.running),
-    )
+    snap = current_snapshot(request, runtime)
     level, reasons = rollup(snap)
     history = list(reversed(runtime.store.metrics.history(limit=288)))
     return _page(
@@ -200,7 +186,6 @@ def overview(request: Request, user: User) -> HTMLResponse:
             fixed_max=100,
         ),
         workers=runtime.store.workers.all(),
-        stale=stale_after(runtime.settings),
     )
 
 
@@ -221,6 +206,7 @@ _SHOWN = (
 def jobs_page(
     request: Request,
     user: User,
+    runtime: RuntimeDep,
     status: str | None = None,
     automation: str | None = None,
     queue: str | None = None,
@@ -229,7 +215,6 @@ def jobs_page(
     partial: bool = False,
 ) -> HTMLResponse:
     user.require("job:read")
-    runtime = _runtime(request)
     chosen = JobStatus(status) if status in {s.value for s in JobStatus} else None
     page = max(1, min(page, 10_000))
     filters = JobFilter(
@@ -254,13 +239,14 @@ def jobs_page(
 
 
 @router.get("/jobs/new")
-def new_job_page(request: Request, user: User) -> HTMLResponse:
+def new_job_page(request: Request, user: User, runtime: RuntimeDep) -> HTMLResponse:
     user.require("job:create")
-    return _new_job(request, user)
+    return _new_job(request, runtime, user)
 
 
 def _new_job(
     request: Request,
+    runtime: Runtime,
     user: UiUser,
     *,
     error: str | None = None,
@@ -268,7 +254,7 @@ def _new_job(
     payload: str = "{}",
     status_code: int = 200,
 ) -> HTMLResponse:
-    registry = _runtime(request).registry
+    registry = runtime.registry
     return _page(
         request,
         "new_job.html",
@@ -300,60 +286,58 @@ def _describe(item: Automation) -> dict[str, Any]:
 def submit_job(
     request: Request,
     user: User,
+    runtime: RuntimeDep,
+    service: ServiceDep,
     csrf: Annotated[str, Form()],
     automation: Annotated[str, Form(max_length=200)],
     payload: Annotated[str, Form(max_length=100_000)] = "{}",
 ) -> Response:
     check_csrf(request, user, csrf)
     user.require("job:create")
+
+    def refused(error: str, status_code: int = 422) -> HTMLResponse:
+        """The form again, as it was sent, with what is wrong; nothing was stored."""
+        return _new_job(
+            request,
+            runtime,
+            user,
+            error=error,
+            automation=automation,
+            payload=payload,
+            status_code=status_code,
+        )
+
     try:
         data = json.loads(payload or "{}")
     except ValueError as exc:
-        message = f"The payload is not JSON: {exc}"
-        return _new_job(
-            request, user, error=message, automation=automation, payload=payload, status_code=422
-        )
+        return refused(f"The payload is not JSON: {exc}")
     if not isinstance(data, dict):
-        message = "The payload must be a JSON object, e.g. {}."
-        return _new_job(
-            request, user, error=message, automation=automation, payload=payload, status_code=422
-        )
+        return refused("The payload must be a JSON object, e.g. {}.")
     try:
-        job, _ = _service(request).submit(
+        job, _ = service.submit(
             Submission(automation, data), actor=user.name, client=client_of(request)
         )
     except PayloadInvalid as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}" for e in exc.errors
         )
-        return _new_job(
-            request,
-            user,
-            error=f"The payload does not fit {automation}: {problems}",
-            automation=automation,
-            payload=payload,
-            status_code=422,
-        )
+        return refused(f"The payload does not fit {automation}: {problems}")
     except BotyardError as exc:
-        return _new_job(
-            request,
-            user,
-            error=str(exc),
-            automation=automation,
-            payload=payload,
-            status_code=status_for(exc),
-        )
+        return refused(str(exc), status_for(exc))
     return RedirectResponse(f"/ui/jobs/{job.id}", status_code=303)
 
 
 @router.get("/jobs/{job_id}")
-def job_page(request: Request, user: User, job_id: int, partial: bool = False) -> HTMLResponse:
+def job_page(
+    request: Request, user: User, runtime: RuntimeDep, job_id: int, partial: bool = False
+) -> HTMLResponse:
     user.require("job:read")
-    return _job(request, user, job_id, partial=partial)
+    return _job(request, runtime, user, job_id, partial=partial)
 
 
 def _job(
     request: Request,
+    runtime: Runtime,
     user: UiUser,
     job_id: int,
     *,
@@ -362,7 +346,7 @@ def _job(
     notice: str | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
-    store = _runtime(request).store
+    store = runtime.store
     job = store.get_job(job_id)
     evidence = store.evidence(job_id) if user.can("evidence:read") else []
     logs = store.logs(job_id, limit=2000)
@@ -388,14 +372,17 @@ def _job(
 
 
 def _act(
-    request: Request, user: UiUser, job_id: int, do: Callable[[], object], done: str
+    request: Request,
+    runtime: Runtime,
+    user: UiUser,
+    job_id: int,
+    do: Callable[[], object],
+    done: str,
 ) -> Response:
     try:
         do()
     except BotyardError as exc:
-        if isinstance(exc, LoginRequired):
-            raise
-        return _job(request, user, job_id, error=str(exc), status_code=status_for(exc))
+        return _job(request, runtime, user, job_id, error=str(exc), status_code=status_for(exc))
     return RedirectResponse(f"/ui/jobs/{job_id}?done={done}", status_code=303)
 
 
@@ -403,6 +390,8 @@ def _act(
 def resolve_job(
     request: Request,
     user: User,
+    runtime: RuntimeDep,
+    service: ServiceDep,
     job_id: int,
     csrf: Annotated[str, Form()],
     outcome: Annotated[str, Form(pattern="^(succeeded|failed)$")],
@@ -410,9 +399,9 @@ def resolve_job(
 ) -> Response:
     check_csrf(request, user, csrf)
     user.require("job:resolve")
-    service = _service(request)
     return _act(
         request,
+        runtime,
         user,
         job_id,
         lambda: service.resolve(
@@ -431,16 +420,18 @@ def resolve_job(
 def cancel_or_retry_job(
     request: Request,
     user: User,
+    runtime: RuntimeDep,
+    service: ServiceDep,
     job_id: int,
     action: Literal["cancel", "retry"],
     csrf: Annotated[str, Form()],
 ) -> Response:
     check_csrf(request, user, csrf)
     user.require(f"job:{action}")
-    service = _service(request)
     do = service.cancel if action == "cancel" else service.retry
     return _act(
         request,
+        runtime,
         user,
         job_id,
         lambda: do(job_id, actor=user.name, client=client_of(request)),
@@ -449,15 +440,13 @@ def cancel_or_retry_job(
 
 
 @router.get("/evidence/{evidence_id}")
-def evidence_file(request: Request, user: User, evidence_id: int) -> Response:
+def evidence_file(request: Request, user: User, runtime: RuntimeDep, evidence_id: int) -> Response:
     """A job's evidence file for the logged-in user (the API's ``/evidence`` wants a bearer)."""
     user.require("evidence:read")
-    runtime = _runtime(request)
-    item = runtime.store.evidence_item(evidence_id)
-    root = (runtime.settings.store.data_dir / "evidence").resolve()
-    path = Path(item.path).resolve() if item is not None else None
-    if item is None or path is None or not path.is_relative_to(root) or not path.is_file():
+    found = stored_evidence(runtime, evidence_id)
+    if found is None:
         return _page(request, "error.html", user, status_code=404, message="No such file.")
+    item, path = found
     return FileResponse(
         path,
         media_type=item.content_type,
@@ -471,29 +460,32 @@ def evidence_file(request: Request, user: User, evidence_id: int) -> Response:
 
 
 @router.get("/workers")
-def workers_page(request: Request, user: User) -> HTMLResponse:
+def workers_page(request: Request, user: User, runtime: RuntimeDep) -> HTMLResponse:
     user.require("worker:read")
-    runtime = _runtime(request)
+    workers = runtime.store.workers.all()
+    stale = stale_after(runtime.settings)
+    now = datetime.now(UTC)
     return _page(
         request,
         "workers.html",
         user,
-        workers=runtime.store.workers.all(),
-        stale=stale_after(runtime.settings),
+        workers=workers,
+        online={w.id for w in workers if Workers.is_online(w, now, stale)},
+        stale=stale,
     )
 
 
 @router.get("/browsers")
-def browsers_page(request: Request, user: User) -> HTMLResponse:
+def browsers_page(request: Request, user: User, runtime: RuntimeDep) -> HTMLResponse:
     user.require("browser:manage")  # as GET /browsers
-    store = _runtime(request).store
+    store = runtime.store
     return _page(
         request,
         "browsers.html",
         user,
         sessions=store.browsers.recent(limit=100),
         figures=store.browsers.figures(),
-        provider=_runtime(request).settings.browser.provider,
+        provider=runtime.settings.browser.provider,
     )
 
 
@@ -504,7 +496,7 @@ def totp_page(request: Request, user: User) -> HTMLResponse:
 
 
 @router.get("/scheduler")
-def scheduler_page(request: Request, user: User) -> HTMLResponse:
+def scheduler_page(request: Request, user: User, runtime: RuntimeDep) -> HTMLResponse:
     user.require("metrics:read")
     maintenance = request.app.state.maintenance
     return _page(
@@ -512,7 +504,7 @@ def scheduler_page(request: Request, user: User) -> HTMLResponse:
         "scheduler.html",
         user,
         scheduler=maintenance.status(),
-        runs=_runtime(request).store.maintenance.runs(limit=50),
+        runs=runtime.store.maintenance.runs(limit=50),
     )
 
 
@@ -520,12 +512,13 @@ def scheduler_page(request: Request, user: User) -> HTMLResponse:
 def audit_page(
     request: Request,
     user: User,
+    runtime: RuntimeDep,
     action: str | None = None,
     actor: str | None = None,
     page: int = 1,
 ) -> HTMLResponse:
     user.require("audit:read")
-    audit = _runtime(request).store.audit
+    audit = runtime.store.audit
     page = max(1, min(page, 10_000))
     action, actor = action or None, actor or None
     total = audit.count(action=action, actor=actor)

@@ -25,6 +25,7 @@ from itertools import islice
 from botyard.bus.redis_lists import Entry, RedisJobLists
 from botyard.store.sql import SqlStore
 from botyard.store.tables import utcnow
+from botyard.store.workers import Workers
 
 DISCARD_PER_ROUND = 1000  # each LREM walks a list: bound the work one round gives Redis
 
@@ -41,12 +42,8 @@ class LiveWorkers:
 
 
 def live_workers(store: SqlStore, stale_after: float) -> LiveWorkers:
-    cutoff = utcnow() - timedelta(seconds=stale_after)
-    live = [
-        worker
-        for worker in store.workers.all()
-        if worker.status != "offline" and worker.last_heartbeat >= cutoff
-    ]
+    now = utcnow()
+    live = [w for w in store.workers.all() if Workers.is_online(w, now, stale_after)]
     pull = [worker for worker in live if worker.mode == "pull"]
     return LiveWorkers(
         {worker.id for worker in live},

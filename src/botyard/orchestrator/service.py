@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from botyard.automations.registry import Registry
@@ -236,17 +237,7 @@ class JobService:
     def recover(self) -> int:
         """Recover expired leases now and wake workers for what went back to the queue."""
         recovered = self.store.recover_expired()
-        runnable: dict[str, list[int]] = {}
-        if self.events.enabled or self.wakeups.redis:
-            now = datetime.now(UTC)
-            for job_id, status in recovered:
-                job = self.store.get_job(job_id, detail=False)
-                self.announce(job, JobStatus.RUNNING)
-                if status is JobStatus.QUEUED and job.not_before <= now:
-                    runnable.setdefault(job.queue, []).append(job_id)
-        if self.wakeups.redis:
-            for queue, ids in runnable.items():
-                self.wakeups.jobs(queue, ids)
+        self.wakeups.recovered(recovered, partial(self.store.get_job, detail=False), self.events)
         # Requeued jobs want a worker; so may jobs waiting for a concurrency key a recovered
         # job held, whatever became of it.
         if recovered:

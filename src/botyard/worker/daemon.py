@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 from datetime import UTC, datetime
+from functools import partial
 from types import FrameType
 from typing import Any
 
@@ -444,17 +445,7 @@ class PullWorker:
                 self.wakeups.queue(queue_name)
 
     def _announce_recovered(self, recovered: list[tuple[int, JobStatus]]) -> None:
-        if not self.events.enabled and not self.wakeups.redis:
-            return
-        now = datetime.now(UTC)
-        for job_id, status in recovered:
-            try:
-                job = self.store.get_job(job_id, detail=False)
-            except Exception:
-                continue
-            self.events.publish(JobEvent.of(job, JobStatus.RUNNING))
-            if status is JobStatus.QUEUED and job.not_before <= now:
-                self.wakeups.jobs(job.queue, [job_id])
+        self.wakeups.recovered(recovered, partial(self.store.get_job, detail=False), self.events)
 
     # -- shutdown -----------------------------------------------------------------
 

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 
 from botyard.bus.redis_lists import RedisJobLists, Taken
+from botyard.log_throttle import LogThrottle
 from botyard.store.records import ClaimedJob
 
 log = logging.getLogger("botyard.worker")
 
 _BLOCK_SECONDS = 0.5  # how long one BLMOVE waits; bounds how late a stop is noticed
-_WARN_EVERY = 60.0
 
 
 class RedisFeed:
@@ -46,7 +45,7 @@ class RedisFeed:
         self._still_queued = still_queued
         self._wake = wake
         self._stopping = stopping
-        self._last_warning = -_WARN_EVERY
+        self._warn = LogThrottle(log)
         self._threads = [
             threading.Thread(
                 target=self._serve, args=(queue,), name=f"botyard-feed-{queue}", daemon=True
@@ -138,9 +137,3 @@ class RedisFeed:
             waiting = set(missed)  # unsure: a wake-up too many costs one empty claim
         if waiting:
             self._wake(queue)
-
-    def _warn(self, message: str, level: int = logging.WARNING) -> None:
-        now = time.monotonic()
-        if now - self._last_warning >= _WARN_EVERY:
-            self._last_warning = now
-            log.log(level, "%s (logged at most once a minute)", message)

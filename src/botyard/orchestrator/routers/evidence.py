@@ -12,6 +12,8 @@ from pydantic import BaseModel
 
 from botyard.orchestrator.auth import Principal
 from botyard.orchestrator.deps import RuntimeDep, require
+from botyard.store.records import EvidenceRecord
+from botyard.wiring import Runtime
 
 router = APIRouter(tags=["evidence"])
 Viewer = Annotated[Principal, Depends(require("evidence:read"))]
@@ -57,10 +59,19 @@ def job_screenshots(job_id: int, runtime: RuntimeDep, _who: Viewer) -> JobEviden
 
 @router.get("/evidence/{evidence_id}", response_class=FileResponse)
 def download(evidence_id: int, runtime: RuntimeDep, _who: Viewer) -> FileResponse:
-    item = runtime.store.evidence_item(evidence_id)
-    root = (runtime.settings.store.data_dir / "evidence").resolve()
-    path = Path(item.path).resolve() if item is not None else None
-    # Serve only files inside the evidence folder, whatever a row says.
-    if item is None or path is None or not path.is_relative_to(root) or not path.is_file():
+    found = stored_evidence(runtime, evidence_id)
+    if found is None:
         raise HTTPException(404, f"evidence {evidence_id} not found")
+    item, path = found
     return FileResponse(path, media_type=item.content_type, filename=item.name)
+
+
+def stored_evidence(runtime: Runtime, evidence_id: int) -> tuple[EvidenceRecord, Path] | None:
+    """The evidence row and its file, if the file exists inside the evidence folder: never a
+    file elsewhere, whatever a row says (the API and the dashboard serve through this)."""
+    item = runtime.store.evidence_item(evidence_id)
+    if item is None:
+        return None
+    root = (runtime.settings.store.data_dir / "evidence").resolve()
+    path = Path(item.path).resolve()
+    return (item, path) if path.is_relative_to(root) and path.is_file() else None

@@ -23,13 +23,15 @@ from botyard.orchestrator.health import (
 from botyard.orchestrator.prometheus import render, wants_prometheus
 from botyard.orchestrator.scheduler import Maintenance
 from botyard.version import __version__
+from botyard.wiring import Runtime
 
 router = APIRouter(tags=["health"])
 
 _METRIC_KEYS = ("queued_jobs", "running_jobs", "completed_jobs", "failed_jobs")
 
 
-def _snapshot(request: Request, runtime: RuntimeDep) -> Snapshot:
+def current_snapshot(request: Request, runtime: Runtime) -> Snapshot:
+    """What the rollup looks at now (``/status``, ``/metrics``, the dashboard)."""
     maintenance: Maintenance = request.app.state.maintenance
     return take_snapshot(
         runtime.store,
@@ -43,7 +45,7 @@ def status(request: Request, runtime: RuntimeDep) -> dict[str, Any]:
     """Everything at a glance, with seed 002's green / yellow / red rollup and its reasons."""
     clock: Clock = request.app.state.clock
     maintenance: Maintenance = request.app.state.maintenance
-    snap = _snapshot(request, runtime)
+    snap = current_snapshot(request, runtime)
     level, reasons = rollup(snap)
     scheduler = maintenance.status()
     return {
@@ -143,7 +145,7 @@ def metrics(
 
 def _metrics_json(request: Request, runtime: RuntimeDep) -> dict[str, Any]:
     clock: Clock = request.app.state.clock
-    snap = _snapshot(request, runtime)
+    snap = current_snapshot(request, runtime)
     level, _ = rollup(snap)
     points = (
         [
