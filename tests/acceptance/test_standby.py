@@ -286,3 +286,37 @@ def test_sigterm_during_a_task_kills_it_and_exits_1(
     assert not psutil.pid_exists(grandchild) or (
         psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE
     )
+
+
+def _chunks(mebibytes: int) -> Iterator[bytes]:
+    block = b"x" * 2**20
+    for _ in range(mebibytes):
+        yield block
+
+
+def _post_big(url: str, mebibytes: int, *, declared: bool, **headers: str) -> httpx.Response:
+    """A body of ``mebibytes``, with its Content-Length or chunked (a generator, no length)."""
+    if declared:
+        headers["Content-Length"] = str(mebibytes * 2**20)
+    return httpx.post(url, content=_chunks(mebibytes), headers=headers, timeout=60)
+
+
+def _rss_mib(proc: subprocess.Popen[str] | subprocess.Popen[bytes]) -> float:
+    return float(psutil.Process(proc.pid).memory_info().rss) / 2**20
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+@pytest.mark.parametrize("token", ["", TOKEN], ids=["no-token", "token"])
+def test_a_body_over_the_limit_is_413_without_being_read_into_memory(
+    standby: Standby, declared: bool, token: str
+) -> None:
+    proc, base = standby(TASK_AUTH_TOKEN=token)  # no token is the default: anyone may post
+    before = _rss_mib(proc)
+    for _ in range(2):
+        answer = _post_big(f"{base}/task", 128, declared=declared, **AUTH)
+        assert answer.status_code == 413, answer.text
+        assert answer.json()["error_type"] == "PayloadTooLarge"
+    grown = _rss_mib(proc) - before
+    print(f"standby RSS {before:.1f} MiB before, {before + grown:.1f} MiB after 2 x 128 MiB")
+    assert grown < 16, f"the standby server grew by {grown:.0f} MiB reading refused bodies"
+    assert httpx.get(f"{base}/health").json()["task_executing"] is False

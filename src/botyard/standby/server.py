@@ -17,20 +17,36 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import SecretStr
+from starlette.exceptions import HTTPException
 
 from botyard.bearer import bearer_matches
 from botyard.errors import StandbyError, TaskBusy, TaskRejected
 from botyard.orchestrator.errors import error_body
+from botyard.orchestrator.limits import BodySizeLimit
 from botyard.settings import StandbySettings
 from botyard.standby.record import OrchestratorRecorder
 from botyard.standby.task import TaskOutcome, TaskRunner, parse_task
 
 log = logging.getLogger("botyard.standby")
 
+# Room for the task's envelope (script URL, name, id) around a payload of the largest size.
+ENVELOPE_BYTES = 64 * 1024
+
 
 def create_standby_app(settings: StandbySettings, runner: TaskRunner) -> FastAPI:
     app = FastAPI(title="Botyard standby worker", docs_url=None, redoc_url=None)
     token = settings.auth_token.get_secret_value() if settings.auth_token else None
+    # Refused at the Content-Length, and a chunked body is cut off as it streams in: the
+    # server never holds more than this in memory, whoever sends it (no token needed for that).
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_payload_bytes + ENVELOPE_BYTES)
+
+    @app.exception_handler(HTTPException)
+    async def _http(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        kind = "PayloadTooLarge" if exc.status_code == 413 else "HTTPError"
+        return JSONResponse(
+            error_body(exc.detail, kind), status_code=exc.status_code, headers=exc.headers
+        )
 
     @app.exception_handler(StandbyError)
     async def _refused(_request: Request, exc: Exception) -> JSONResponse:
@@ -62,9 +78,7 @@ def create_standby_app(settings: StandbySettings, runner: TaskRunner) -> FastAPI
                 status_code=401,
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        raw = await request.body()
-        if len(raw) > settings.max_payload_bytes + 64 * 1024:
-            raise TaskRejected(f"the body is larger than {settings.max_payload_bytes} bytes")
+        raw = await request.body()  # at most the limit above: BodySizeLimit stops the rest
         try:
             body = json.loads(raw)
         except ValueError:
