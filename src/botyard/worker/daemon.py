@@ -68,7 +68,9 @@ class PullWorker:
         self._claiming = threading.Lock()  # one claim at a time: room is counted once
         # Claimed and not finished: running in a slot, or waiting in the inbox for one.
         self._held: dict[int, ClaimedJob] = {}
-        self._dropped: set[int] = set()  # held jobs that lost their lease before they started
+        # Held attempts that lost their lease before they started, by (job id, attempt): a
+        # later attempt of the same job is a job of its own, never refused for this one.
+        self._dropped: set[tuple[int, int]] = set()
         # Held jobs with a concurrency key, and their queue: finishing one frees the key.
         self._keyed: dict[int, str] = {}
         self._mean_seconds: float | None = None  # how long jobs take here, smoothed
@@ -298,12 +300,12 @@ class PullWorker:
 
     def _should_run(self, job: ClaimedJob) -> bool:
         with self._cond:
-            return job.id not in self._dropped
+            return (job.id, job.attempt) not in self._dropped
 
     def _on_free(self, job: ClaimedJob, seconds: float | None) -> None:
         with self._cond:
             self._held.pop(job.id, None)
-            self._dropped.discard(job.id)
+            self._dropped.discard((job.id, job.attempt))
             if seconds is None:  # it never ran: no completion follows
                 self._keyed.pop(job.id, None)
                 self._named.pop(job.id, None)
@@ -360,9 +362,9 @@ class PullWorker:
         finally:
             subscription.close()  # from this thread, which is the one waiting on it
 
-    def _abort(self, job_id: int, reason: Outcome) -> None:
+    def _abort(self, job_id: int, attempt: int, reason: Outcome) -> None:
         for slot in self.slots:
-            if slot.abort(job_id, reason):
+            if slot.abort(job_id, reason, attempt=attempt):
                 log.info("stopped job %s (%s)", job_id, reason.value)
 
     def _keep(self) -> None:
@@ -401,12 +403,17 @@ class PullWorker:
                 kept = set()
             else:
                 return
-        for job_id, attempt in held:
-            if (job_id, attempt) not in kept:
-                log.warning("job %s attempt %s lost its lease; stopping it", job_id, attempt)
-                with self._cond:
-                    self._dropped.add(job_id)  # in case it has not started yet
-                self._abort(job_id, Outcome.LEASE_EXPIRED)
+        lost = [pair for pair in held if pair not in kept]
+        if not lost:
+            return
+        with self._cond:
+            # The store answered for the snapshot above: an attempt that finished meanwhile
+            # (its slot freed it) is no loss, and a later attempt of the same job is not this one.
+            lost = [(j, a) for j, a in lost if j in self._held and self._held[j].attempt == a]
+            self._dropped.update(lost)  # in case they have not started yet; freed with them
+        for job_id, attempt in lost:
+            log.warning("job %s attempt %s lost its lease; stopping it", job_id, attempt)
+            self._abort(job_id, attempt, Outcome.LEASE_EXPIRED)
 
     def _sweep_browsers(self) -> None:
         """Kill browsers whose owner died (a worker killed with -9, say) and record each."""

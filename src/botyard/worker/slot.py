@@ -68,10 +68,14 @@ class Slot:
         job = self.job
         return (job.id, job.attempt) if job is not None else None
 
-    def abort(self, job_id: int, reason: Outcome) -> bool:
-        """Stop the job if this slot still runs it: its child and the child's tree are killed."""
+    def abort(self, job_id: int, reason: Outcome, *, attempt: int | None = None) -> bool:
+        """Stop the job (that attempt of it, if given) if this slot still runs it: its child
+        and the child's tree are killed."""
         with self._lock:
-            if self.job is None or self.job.id != job_id or self._abort is not None:
+            job = self.job
+            if job is None or job.id != job_id or self._abort is not None:
+                return False
+            if attempt is not None and job.attempt != attempt:
                 return False
             self._abort = reason
             # Killed under the lock, so the slot cannot hand this child its next job meanwhile.
@@ -90,12 +94,16 @@ class Slot:
                 self.on_free(job, None)
                 continue
             started = time.monotonic()
+            completion: Completion | None = None
             try:
-                self._run(job)
+                completion = self._run(job)
             except Exception:
                 log.exception("slot %d failed on job %s", self.index, job.id)
-            finally:
-                self.on_free(job, time.monotonic() - started)
+            # Freed before its finish is queued: from here on no lease renewal counts this
+            # attempt as held, so one that the store has closed is never taken for lost.
+            self.on_free(job, time.monotonic() - started)
+            if completion is not None:
+                self.writer.finish(completion, self.on_done)
         if self.child is not None:
             self.child.close()
             self.child = None
@@ -106,7 +114,7 @@ class Slot:
         self.child.wait_ready()
         return self.child
 
-    def _run(self, job: ClaimedJob) -> None:
+    def _run(self, job: ClaimedJob) -> Completion:
         with self._lock:
             self.job, self._abort = job, None
         try:
@@ -117,7 +125,7 @@ class Slot:
         max_attempts = job.max_attempts
         if self.max_attempts_cap is not None:
             max_attempts = min(max_attempts, self.max_attempts_cap)
-        completion = Completion(
+        return Completion(
             job_id=job.id,
             attempt=job.attempt,
             outcome=outcome,
@@ -128,7 +136,6 @@ class Slot:
             result=result,
             error=error,
         )
-        self.writer.finish(completion, self.on_done)
 
     def _execute(self, job: ClaimedJob) -> tuple[Outcome, Any, dict[str, Any] | None, str | None]:
         try:
