@@ -154,6 +154,12 @@ class ServerSettings(BaseSettings):
     automations: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = 1024 * 1024
     api_threads: int = Field(default=8, ge=1, le=256)  # threads serving the sync endpoints
+    # Standalone script automations, NAME=PATH, as the workers run them (``--script``).
+    scripts: Annotated[list[str], NoDecode, BeforeValidator(_split_list)] = Field(
+        default_factory=list
+    )
+    # Readiness fails when the data directory (the SQLite file, evidence) has less room left.
+    min_free_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
 
     @field_validator("automations", mode="before")
     @classmethod

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
+import traceback
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from botyard.errors import (
     AuthError,
@@ -29,6 +33,7 @@ from botyard.errors import (
     SubjectHasActiveJobs,
     UnknownAutomation,
 )
+from botyard.log_throttle import LogThrottle, fingerprint
 from botyard.totp import TotpNotConfigured, TotpUnavailable
 
 log = logging.getLogger("botyard.api")
@@ -113,12 +118,65 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error", exc_info=exc)
+    log_unhandled(exc)
     return _respond(500, "Internal server error", "InternalError")
+
+
+# When every request fails the same way (a full disk, say) this keeps it to a traceback and a
+# count a minute for each kind of failure, where it was two tracebacks a request.
+_unhandled = LogThrottle(log)
+_PACKAGE = str(Path(__file__).parents[1]) + os.sep  # src/botyard/
+
+
+def log_unhandled(exc: BaseException) -> None:
+    """Log an error no handler answered: with its traceback, once a minute per kind and place."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    # Where in Botyard it went wrong (a driver's frames are deeper), past this module's own.
+    ours = [f for f in frames if f.filename.startswith(_PACKAGE) and f.filename != __file__]
+    where = (ours or frames)[-1] if frames else None
+    at = f" at {Path(where.filename).name}:{where.lineno}" if where else ""
+    _unhandled(
+        f"unhandled error {type(exc).__name__}{at}, answered 500",
+        level=logging.ERROR,
+        key=fingerprint(exc),
+        exc_info=exc,
+    )
+
+
+class UnhandledErrors:
+    """Answers 500 for an exception no handler took, without raising it again.
+
+    Starlette's ``Exception`` handler answers and then re-raises, so that the server logs the
+    traceback a second time, for every request; this logs it through ``log_unhandled`` only.
+    Installed innermost, so that outer middleware (CORS) still sees the answer.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except Exception as exc:
+            if started:  # too late for a 500: the server closes the connection and logs it
+                raise
+            log_unhandled(exc)
+            await _respond(500, "Internal server error", "InternalError")(scope, receive, send)
 
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(BotyardError, _botyard_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(Exception, _unexpected)
+    app.add_exception_handler(Exception, _unexpected)  # what escapes the middleware below
+    app.add_middleware(UnhandledErrors)  # first, so innermost

@@ -1,19 +1,30 @@
-"""System health: the facts ``/status`` and ``/metrics`` report, and seed 002's rollup."""
+"""System health: the facts ``/status`` and ``/metrics`` report, seed 002's rollup, readiness."""
 
 from __future__ import annotations
 
+import logging
+import os
+import shutil
 import time
+import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from botyard.jobs import JobStatus
+from botyard.log_throttle import LogThrottle
 from botyard.settings import Settings
 from botyard.store.sql import SqlStore
+from botyard.store.tables import leases, utcnow
 from botyard.store.workers import Workers
+
+log = logging.getLogger("botyard.api")
+_warn = LogThrottle(log)
 
 # Seed 002's thresholds.
 FAILURE_RATE_YELLOW, FAILURE_RATE_RED = 0.05, 0.10
@@ -134,3 +145,85 @@ def averages(points: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, f
     if not points:
         return {key: 0.0 for key in keys}
     return {key: round(sum(p[key] for p in points) / len(points), 1) for key in keys}
+
+
+# Readiness answers within a probe's usual timeout even when a writer holds SQLite's lock.
+PROBE_TIMEOUT_MS = 2000
+
+
+def store_write_problem(engine: Engine) -> str | None:
+    """Why the store cannot take a write now (None when it can), in a few words.
+
+    ``SELECT 1`` still answers on a full disk while every submit fails; so readiness commits a
+    write: a probe row inserted and deleted in one transaction. The commit writes the changed
+    pages (to the WAL on SQLite, which has to grow for it), so no room left fails it.
+    """
+    sqlite = engine.dialect.name == "sqlite"
+    name = f"readiness-probe:{uuid.uuid4().hex}"
+    try:
+        with engine.connect() as conn:
+            raw: Any = conn.connection.driver_connection
+            if sqlite:  # set outside a transaction; the pool's connections wait 30 s otherwise
+                waits = raw.execute("PRAGMA busy_timeout").fetchone()[0]
+                raw.execute(f"PRAGMA busy_timeout={PROBE_TIMEOUT_MS}")
+            try:
+                with conn.begin():
+                    if not sqlite:
+                        conn.execute(text(f"SET LOCAL statement_timeout = {PROBE_TIMEOUT_MS}"))
+                    now = utcnow()
+                    conn.execute(
+                        leases.insert().values(
+                            name=name, holder="readiness", acquired_at=now, expires_at=now
+                        )
+                    )
+                    conn.execute(leases.delete().where(leases.c.name == name))
+            finally:
+                if sqlite:
+                    raw.execute(f"PRAGMA busy_timeout={int(waits)}")
+    except Exception as exc:
+        reason = _write_failure(exc)
+        _warn(f"readiness: the store cannot write ({reason}): {exc.__cause__ or exc}", key=reason)
+        return reason
+    return None
+
+
+def _write_failure(exc: BaseException) -> str:
+    chain: list[BaseException] = [exc]
+    while (cause := chain[-1].__cause__ or chain[-1].__context__) and len(chain) < 5:
+        chain.append(cause)  # StoreUnavailable says little; what it was raised from says why
+    text_ = " ".join(str(e) for e in chain).lower()
+    if any(s in text_ for s in ("disk is full", "no space left", "could not extend file")):
+        return "the disk is full"
+    if "readonly" in text_ or "read-only" in text_:
+        return "the database is read-only"
+    if "locked" in text_ or "timeout" in text_ or "canceling statement" in text_:
+        return f"no write lock within {PROBE_TIMEOUT_MS / 1000:g} s"
+    return type(chain[-1]).__name__
+
+
+def disk_problems(folders: Iterable[tuple[str, Path]], min_free: int) -> list[str]:
+    """A line for each named folder whose file system has under ``min_free`` bytes left."""
+    found: list[str] = []
+    seen: set[int] = set()
+    for what, folder in folders:
+        try:
+            device = os.stat(folder).st_dev
+            if device in seen:
+                continue
+            seen.add(device)
+            free = shutil.disk_usage(folder).free
+        except FileNotFoundError:
+            continue  # not made yet (evidence comes with the first job that keeps some)
+        except OSError as exc:
+            found.append(f"the {what} cannot be read ({exc.strerror})")
+            continue
+        if free < min_free:
+            found.append(
+                f"the {what} has {_mib(free)} free, under the {_mib(min_free)}"
+                " readiness asks for (BOTYARD_MIN_FREE_BYTES)"
+            )
+    return found
+
+
+def _mib(count: int) -> str:
+    return f"{count / 2**20:.1f} MiB"

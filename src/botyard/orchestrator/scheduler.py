@@ -19,6 +19,7 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
+from botyard.log_throttle import LogThrottle, fingerprint
 from botyard.orchestrator.dispatch import AgentDispatcher
 from botyard.orchestrator.health import stale_after
 from botyard.orchestrator.reconciler import live_workers, reconcile
@@ -51,6 +52,7 @@ class Maintenance:
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self._leader_until = 0.0
         self._stop = threading.Event()
+        self._errors = LogThrottle(log)
         self._leadership = threading.Thread(
             target=self._lead, name="botyard-leadership", daemon=True
         )
@@ -124,8 +126,8 @@ class Maintenance:
         started = time.monotonic()
         try:
             held = self.store.leases.acquire(LEASE, self.replica, ttl)
-        except Exception:
-            log.exception("could not renew the maintenance lease")
+        except Exception as exc:
+            self._failed("could not renew the maintenance lease", exc)
             return
         was = self.is_leader
         # Count from before the round trip, and stop a little early: never two leaders.
@@ -133,18 +135,31 @@ class Maintenance:
         if held and not was:
             log.info("replica %s now runs the maintenance jobs", self.replica)
 
+    def _failed(self, what: str, exc: Exception) -> None:
+        """A failure that repeats every round while the store is away or its disk full: its
+        traceback once a minute with a count, not once a round."""
+        self._errors(what, level=logging.ERROR, key=f"{what}|{fingerprint(exc)}", exc_info=exc)
+
     def _as_leader(self, name: str, func: Callable[[], Any]) -> Callable[[], None]:
         def run() -> None:
             if not self.is_leader:
                 return
-            run_id = self.store.maintenance.started(name, self.replica)
+            try:
+                run_id = self.store.maintenance.started(name, self.replica)
+            except Exception as exc:  # the store cannot record the run: it cannot do it either
+                self._failed(f"maintenance job {name} could not start", exc)
+                return
             try:
                 detail = func()
             except Exception as exc:
-                log.exception("maintenance job %s failed", name)
-                self.store.maintenance.finished(run_id, "error", {"error": str(exc)})
-                return
-            self.store.maintenance.finished(run_id, "ok", detail)
+                self._failed(f"maintenance job {name} failed", exc)
+                outcome, detail = "error", {"error": str(exc)}
+            else:
+                outcome = "ok"
+            try:
+                self.store.maintenance.finished(run_id, outcome, detail)
+            except Exception as exc:
+                self._failed(f"maintenance job {name} could not record its run", exc)
 
         run.__name__ = name
         return run

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from botyard.orchestrator.deps import RuntimeDep
+from botyard.orchestrator.health import disk_problems, store_write_problem
 from botyard.orchestrator.schemas import Health
 
 router = APIRouter(tags=["health"])
@@ -34,9 +35,17 @@ def ready(runtime: RuntimeDep) -> JSONResponse:
     try:
         with runtime.store.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-        checks["store"] = "ok"
     except Exception as exc:
         checks["store"] = f"unavailable: {type(exc).__name__}"
+    else:  # reachable is not enough: a full disk answers SELECT 1 and refuses every submit
+        problem = store_write_problem(runtime.store.engine)
+        checks["store"] = "ok" if problem is None else f"cannot write: {problem}"
+    data_dir = runtime.settings.store.data_dir
+    room = disk_problems(
+        [("data directory", data_dir), ("evidence directory", data_dir / "evidence")],
+        runtime.settings.server.min_free_bytes,
+    )
+    checks["disk"] = "; ".join(room) if room else "ok"
     failing = [name for name, state in checks.items() if state != "ok"]
     if runtime.redis is not None:  # listed only when configured
         from botyard.bus.redis_events import probe
@@ -51,5 +60,5 @@ def ready(runtime: RuntimeDep) -> JSONResponse:
         "timestamp": _now(),
     }
     if failing:
-        body["detail"] = f"not ready: {', '.join(failing)} unavailable"
+        body["detail"] = "not ready: " + "; ".join(f"{name} {checks[name]}" for name in failing)
     return JSONResponse(body, status_code=503 if failing else 200)
