@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from botyard.errors import RateLimitExceeded
-from botyard.orchestrator.ratelimit import RateLimiters, SlidingWindow, client_key, rate_limited
+from botyard.orchestrator.ratelimit import (
+    LoginLimits,
+    RateLimiters,
+    SlidingWindow,
+    client_key,
+    rate_limited,
+)
 from botyard.settings import Rate, RateLimitSettings
 
 
@@ -67,7 +73,7 @@ def test_limiters_raise_with_whole_seconds_to_wait() -> None:
 
 def test_limits_come_from_settings_by_name() -> None:
     limiters = RateLimiters.from_settings(RateLimitSettings())
-    assert limiters.names == {"token", "data_request"}
+    assert limiters.names == {"data_request"}  # logins have LoginLimits
     with pytest.raises(KeyError):
         limiters.check("nope", "c")
     with pytest.raises(ValueError, match="no rate limit named 'nope'"):
@@ -86,3 +92,47 @@ def test_limits_come_from_settings_by_name() -> None:
 )
 def test_client_keys(host: str, key: str) -> None:
     assert client_key(host) == key
+
+
+def test_failed_logins_count_per_address_and_account_never_across_accounts() -> None:
+    clock = Clock()
+    limits = LoginLimits(Rate(3, 60), Rate(100, 3600), clock=clock)
+    for _ in range(3):
+        limits.check("admin", "10.0.0.1")  # counted as failed unless it succeeds
+    with pytest.raises(RateLimitExceeded) as refused:
+        limits.check("admin", "10.0.0.1")
+    assert refused.value.retry_after == 60
+    limits.check("vera", "10.0.0.1")  # another user behind the same address is not touched
+    limits.check("admin", "10.0.0.2")  # nor the same user elsewhere
+    for _ in range(50):
+        limits.check("vera", "10.0.0.1")
+        limits.succeeded("vera", "10.0.0.1")  # correct passwords are not counted
+    clock.now += 60
+    limits.check("admin", "10.0.0.1")
+
+
+def test_an_account_flooded_from_many_addresses_stays_open_where_its_owner_logs_in() -> None:
+    clock = Clock()
+    limits = LoginLimits(Rate(3, 60), Rate(20, 3600), clock=clock)
+    limits.succeeded("admin", "192.0.2.10")  # the owner's usual address
+    for n in range(20):
+        address = f"203.0.113.{n}"
+        limits.check("admin", address)
+    with pytest.raises(RateLimitExceeded, match="of this account"):
+        limits.check("admin", "203.0.113.99")  # a new address: the account's limit holds
+    limits.check("admin", "192.0.2.10")  # its owner is not locked out
+    limits.check("vera", "203.0.113.99")  # nor any other account
+    clock.now += 3600
+    limits.check("admin", "203.0.113.99")  # the failures left the window
+
+    clock.now += LoginLimits.KNOWN_FOR  # an address is known for KNOWN_FOR, not for ever
+    for n in range(20):
+        limits.check("admin", f"198.51.100.{n}")
+    with pytest.raises(RateLimitExceeded):
+        limits.check("admin", "192.0.2.10")
+
+
+def test_login_limits_off() -> None:
+    limits = LoginLimits(None, None)
+    for _ in range(100):
+        limits.check("admin", "10.0.0.1")

@@ -56,6 +56,10 @@ def server(
         log_level="warning",
         timeout_graceful_shutdown=10,
         ssl_context_factory=ssl_factory,
+        # X-Forwarded-For only from the proxies named (uvicorn's default trusts loopback, so
+        # any local client could pick the address its login limit counts against).
+        proxy_headers=bool(settings.server.forwarded_allow_ips),
+        forwarded_allow_ips=settings.server.forwarded_allow_ips or None,
     )
 
 

@@ -1,7 +1,13 @@
-"""``botyard users``: manage who may use the API (directly in the store, like a migration)."""
+"""``botyard users``: manage who may use the API (directly in the store, like a migration).
+
+Every change but ``add`` and ``enable`` ends the user's tokens: running orchestrators refuse
+them within 5 seconds.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -9,17 +15,34 @@ from rich.console import Console
 from rich.table import Table
 
 from botyard.cli.options import DatabaseUrl, DataDir, settings_for
-from botyard.orchestrator.auth import Role, hash_password
-from botyard.store.accounts import UserExists
+from botyard.errors import BotyardError
+from botyard.orchestrator.auth import Role
+from botyard.orchestrator.users import UserAdmin
 from botyard.store.sql import open_store
 
 console = Console()
 users_app = typer.Typer(help="Manage API users and their roles.", no_args_is_help=True)
+Username = typer.Argument(..., help="The user's name.")
+_ACTOR = "cli"
+_ENDED = "; every token of theirs ends within 5 s"
+
+
+@contextmanager
+def _admin(data_dir: Path | None, database_url: str | None) -> Iterator[UserAdmin]:
+    """The store's users; a refused change is one red line and exit 1."""
+    store = open_store(settings_for(data_dir, database_url).store.url)
+    try:
+        yield UserAdmin(store.users, store.audit)
+    except BotyardError as exc:
+        console.print(str(exc), style="red", markup=False, highlight=False)
+        raise typer.Exit(1) from exc
+    finally:
+        store.close()
 
 
 @users_app.command("add")
 def add(
-    username: str = typer.Argument(..., help="The new user's name."),
+    username: str = Username,
     role: Role = typer.Option(Role.VIEWER, "--role", "-r", help="admin, operator or viewer."),
     password: str = typer.Option(
         ..., "--password", "-p", prompt=True, hide_input=True, confirmation_prompt=True
@@ -28,22 +51,62 @@ def add(
     database_url: str | None = DatabaseUrl,
 ) -> None:
     """Create a user with a role."""
-    if len(password) < 8:
-        console.print("[red]use a password of at least 8 characters[/red]")
-        raise typer.Exit(2)
-    settings = settings_for(data_dir, database_url)
-    store = open_store(settings.store.url)
-    try:
-        store.users.create(username, hash_password(password), role.value)
-        store.audit.record(
-            "user_created", actor="cli", target=f"user:{username}", details={"role": role.value}
-        )
-    except UserExists as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from exc
-    finally:
-        store.close()
+    with _admin(data_dir, database_url) as admin:
+        admin.add(username, password, role, actor=_ACTOR)
     console.print(f"user {username} created with role {role.value}")
+
+
+@users_app.command("passwd")
+def passwd(
+    username: str = Username,
+    password: str = typer.Option(
+        ..., "--password", "-p", prompt=True, hide_input=True, confirmation_prompt=True
+    ),
+    data_dir: Path | None = DataDir,
+    database_url: str | None = DatabaseUrl,
+) -> None:
+    """Give a user a new password."""
+    with _admin(data_dir, database_url) as admin:
+        admin.set_password(username, password, actor=_ACTOR)
+    console.print(f"new password for {username}{_ENDED}")
+
+
+@users_app.command("role")
+def role(
+    username: str = Username,
+    new_role: Role = typer.Argument(..., metavar="ROLE", help="admin, operator or viewer."),
+    data_dir: Path | None = DataDir,
+    database_url: str | None = DatabaseUrl,
+) -> None:
+    """Give a user another role."""
+    with _admin(data_dir, database_url) as admin:
+        admin.set_role(username, new_role, actor=_ACTOR)
+    console.print(f"{username} is {new_role.value} now{_ENDED}")
+
+
+def _simple(verb: str, change: Callable[[UserAdmin, str], object], done: str) -> None:
+    def command(
+        username: str = Username,
+        data_dir: Path | None = DataDir,
+        database_url: str | None = DatabaseUrl,
+    ) -> None:
+        with _admin(data_dir, database_url) as admin:
+            change(admin, username)
+        console.print(f"{username} {done}")
+
+    command.__doc__ = {
+        "disable": "Stop a user logging in (and end their tokens).",
+        "enable": "Let a disabled user log in again.",
+        "rm": "Delete a user (and end their tokens).",
+        "logout": "End every token of a user: browser sessions and API bearers.",
+    }[verb]
+    users_app.command(verb)(command)
+
+
+_simple("disable", lambda a, name: a.disable(name, actor=_ACTOR), f"disabled{_ENDED}")
+_simple("enable", lambda a, name: a.enable(name, actor=_ACTOR), "enabled")
+_simple("rm", lambda a, name: a.delete(name, actor=_ACTOR), f"deleted{_ENDED}")
+_simple("logout", lambda a, name: a.log_out(name, actor=_ACTOR), f"logged out{_ENDED}")
 
 
 @users_app.command("ls")

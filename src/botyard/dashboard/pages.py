@@ -8,6 +8,7 @@ the permission again, as the API does.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
@@ -35,10 +36,12 @@ from botyard.jobs import CANCELLABLE, FINAL_STATUSES, RETRYABLE_BY_PERSON, JobSt
 from botyard.orchestrator.deps import RuntimeDep, ServiceDep, client_of
 from botyard.orchestrator.errors import status_for
 from botyard.orchestrator.health import rollup, stale_after
-from botyard.orchestrator.ratelimit import rate_limited
+from botyard.orchestrator.logins import log_in
 from botyard.orchestrator.routers.evidence import stored_evidence
 from botyard.orchestrator.routers.status import current_snapshot
 from botyard.orchestrator.service import Submission
+from botyard.orchestrator.users import UserAdmin
+from botyard.store.accounts import UnknownUser
 from botyard.store.records import JobFilter
 from botyard.store.workers import Workers
 from botyard.wiring import Runtime
@@ -118,18 +121,16 @@ def login_page(request: Request, next: str | None = None) -> HTMLResponse:
     return _page(request, "login.html", None, next=safe_next(next), username="", error=None)
 
 
-@router.post("/login", dependencies=[Depends(rate_limited("token"))])
+@router.post("/login")
 def login(
     request: Request,
     username: Annotated[str, Form(max_length=150)],
     password: Annotated[str, Form(max_length=1000)],
-    runtime: RuntimeDep,
     next: Annotated[str | None, Form()] = None,
 ) -> Response:
     try:
-        principal = request.app.state.authenticator.login(username, password)
+        principal = log_in(request, username, password, via="ui")
     except InvalidCredentials:
-        runtime.store.audit.record("login_failed", actor=username[:150], client=client_of(request))
         return _page(
             request,
             "login.html",
@@ -139,17 +140,22 @@ def login(
             username=username,
             error="Incorrect username or password.",
         )
-    runtime.store.audit.record(
-        "login", actor=principal.username, client=client_of(request), details={"via": "ui"}
-    )
     response = RedirectResponse(safe_next(next), status_code=303)
     open_session(request, response, principal)
     return response
 
 
 @router.post("/logout")
-def logout(request: Request, user: User, csrf: Annotated[str, Form()]) -> Response:
+def logout(
+    request: Request, user: User, csrf: Annotated[str, Form()], runtime: RuntimeDep
+) -> Response:
+    """End the session, and with it every token of the user (other browsers, API bearers)."""
     check_csrf(request, user, csrf)
+    store = runtime.store
+    with contextlib.suppress(UnknownUser):  # deleted meanwhile: its tokens ended already
+        UserAdmin(store.users, store.audit, request.app.state.authenticator).log_out(
+            user.name, actor=user.name, client=client_of(request)
+        )
     response = RedirectResponse("/ui/login", status_code=303)
     close_session(response)
     return response

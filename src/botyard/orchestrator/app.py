@@ -27,7 +27,7 @@ from botyard.orchestrator.prometheus import (
     registry_for,
     totp_families,
 )
-from botyard.orchestrator.ratelimit import RateLimiters
+from botyard.orchestrator.ratelimit import LoginLimits, RateLimiters
 from botyard.orchestrator.routers import (
     audit,
     browsers,
@@ -153,6 +153,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     errors.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.server.max_body_bytes)
     app.state.rate_limiters = RateLimiters.from_settings(settings.rate_limits)
+    app.state.login_limits = LoginLimits.from_settings(settings.rate_limits)
     if settings.cors.origins:  # added last: outermost, so refusals (413, 429) carry it too
         app.add_middleware(
             CORSMiddleware,

@@ -1,15 +1,16 @@
-"""Per-client rate limits for the endpoints anyone may call: ``/token``, ``/privacy/data-request``.
+"""Rate limits for the endpoints anyone may call: logins, ``/privacy/data-request``.
 
-A sliding window kept in memory: every request of a client within the last PERIOD counts, and a
-request over COUNT is answered 429 with ``Retry-After`` (the seconds until the oldest counted
-request leaves the window). Refused requests are not counted, so a client that waits as told gets
-through. Each orchestrator process counts on its own: with several replicas behind a load
-balancer a client can make up to (replicas x COUNT) requests per PERIOD. The client is the peer
-address uvicorn reports, which already honours ``X-Forwarded-For`` from trusted proxies
-(``FORWARDED_ALLOW_IPS``, 127.0.0.1 and ::1 by default); an IPv6 client counts as its /64
-network, since one host usually holds a whole /64.
+A sliding window kept in memory: every event of a key within the last PERIOD counts, and one over
+COUNT is refused 429 with ``Retry-After`` (the seconds until the oldest counted event leaves the
+window). Each orchestrator process counts on its own: with several replicas behind a load
+balancer a client gets up to (replicas x COUNT) per PERIOD.
 
-Apply a limit named in ``RateLimitSettings`` to a route with the dependency::
+The client is the peer address uvicorn reports. It honours ``X-Forwarded-For`` only from the
+proxies in ``FORWARDED_ALLOW_IPS`` (none by default), so a client cannot choose the address it is
+counted as. An IPv6 client counts as its /64 network, since one host usually holds a whole /64.
+
+Logins (``LoginLimits``) count failed passwords only, keyed by address *and* account, and by
+account alone; the data-subject request form counts every request of an address::
 
     @router.post("/privacy/data-request", dependencies=[Depends(rate_limited("data_request"))])
 """
@@ -41,19 +42,35 @@ class SlidingWindow:
 
     def hit(self, key: str) -> float:
         """Count a hit for ``key``: 0 when allowed, else the seconds until one would be."""
+        with self._lock:
+            wait = self._wait(key)
+            if wait == 0:
+                self._hits[key].append(self.clock())
+            return wait
+
+    def add(self, key: str) -> None:
+        """Count a hit of ``key`` whatever the limit."""
+        with self._lock:
+            self._wait(key)
+            self._hits[key].append(self.clock())
+
+    def take_back(self, key: str) -> None:
+        """Uncount the latest hit of ``key`` (it turned out not to be what the limit counts)."""
+        with self._lock:
+            hits = self._hits.get(key)
+            if hits:
+                hits.pop()
+
+    def _wait(self, key: str) -> float:
         now = self.clock()
         start = now - self.rate.seconds
-        with self._lock:
-            if now - self._swept >= self.rate.seconds:
-                self._sweep(start)
-                self._swept = now
-            hits = self._hits.setdefault(key, deque())
-            while hits and hits[0] <= start:
-                hits.popleft()
-            if len(hits) >= self.rate.count:
-                return hits[0] - start
-            hits.append(now)
-            return 0.0
+        if now - self._swept >= self.rate.seconds:
+            self._sweep(start)
+            self._swept = now
+        hits = self._hits.setdefault(key, deque())
+        while hits and hits[0] <= start:
+            hits.popleft()
+        return hits[0] - start if len(hits) >= self.rate.count else 0.0
 
     def __len__(self) -> int:
         """How many clients are being tracked."""
@@ -65,6 +82,9 @@ class SlidingWindow:
             del self._hits[key]
 
 
+REQUEST_LIMITS = ("data_request",)  # the RateLimitSettings that count requests per address
+
+
 class RateLimiters:
     """The named limits of one app; a limit set to ``off`` lets every request through."""
 
@@ -74,7 +94,7 @@ class RateLimiters:
 
     @classmethod
     def from_settings(cls, settings: RateLimitSettings) -> RateLimiters:
-        return cls({name: getattr(settings, name) for name in type(settings).model_fields})
+        return cls({name: getattr(settings, name) for name in REQUEST_LIMITS})
 
     def check(self, name: str, client: str) -> None:
         """Count a request of ``client``; raise ``RateLimitExceeded`` when it is over the limit."""
@@ -85,11 +105,87 @@ class RateLimiters:
             return
         wait = window.hit(client)
         if wait > 0:
-            retry_after = max(1, math.ceil(wait))
-            raise RateLimitExceeded(
-                f"Too many requests: at most {window.rate}; retry after {retry_after} s",
-                retry_after=retry_after,
-            )
+            raise _exceeded(f"Too many requests: at most {window.rate}", wait)
+
+
+def _exceeded(message: str, wait: float) -> RateLimitExceeded:
+    retry_after = max(1, math.ceil(wait))  # never 0: "Retry-After: 0" would invite a flood
+    return RateLimitExceeded(f"{message}; retry after {retry_after} s", retry_after=retry_after)
+
+
+class LoginLimits:
+    """Failed logins: slow for a guesser, and nobody else's failures lock a user out.
+
+    Two counts of failed passwords, checked before the password is:
+
+    - per client address and account (``TOKEN_RATE_LIMIT``): one place guessing one account.
+      Other accounts at the same address (people behind one NAT or proxy) are not touched.
+    - per account from every address (``LOGIN_ACCOUNT_RATE_LIMIT``): guesses spread over many
+      addresses. Once it is full the account is refused from every address except those it
+      logged in from successfully within ``KNOWN_FOR`` (in this process), so whoever floods an
+      account with wrong passwords cannot lock its owner out at their usual address.
+
+    ``check`` counts the attempt as a failure at once, so parallel guesses cannot pass a full
+    window; ``succeeded`` takes it back for a correct password.
+    """
+
+    KNOWN_FOR = 30 * 86400.0
+    _MAX_KNOWN = 10_000
+
+    def __init__(
+        self,
+        per_address: Rate | None,
+        per_account: Rate | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.per_address = SlidingWindow(per_address, clock=clock) if per_address else None
+        self.per_account = SlidingWindow(per_account, clock=clock) if per_account else None
+        self.clock = clock
+        self._known: dict[tuple[str, str], float] = {}  # (account, address) -> last success
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: RateLimitSettings) -> LoginLimits:
+        return cls(settings.token, settings.login_account)
+
+    def check(self, account: str, address: str) -> None:
+        """Count a login of ``account`` from ``address`` as failed until ``succeeded``; raise
+        ``RateLimitExceeded`` (counting nothing) when it must wait."""
+        pair = f"{address} {account}"
+        if self.per_address is not None:
+            wait = self.per_address.hit(pair)
+            if wait > 0:
+                rate = self.per_address.rate
+                raise _exceeded(f"Too many failed logins: at most {rate} per account", wait)
+        if self.per_account is None:
+            return
+        if self._is_known(account, address):
+            self.per_account.add(account)
+            return
+        wait = self.per_account.hit(account)
+        if wait > 0:
+            if self.per_address is not None:
+                self.per_address.take_back(pair)
+            rate = self.per_account.rate
+            raise _exceeded(f"Too many failed logins of this account: at most {rate}", wait)
+
+    def succeeded(self, account: str, address: str) -> None:
+        """The password was right: not a failure, and ``address`` is where the account logs in."""
+        if self.per_address is not None:
+            self.per_address.take_back(f"{address} {account}")
+        if self.per_account is not None:
+            self.per_account.take_back(account)
+        with self._lock:
+            if len(self._known) >= self._MAX_KNOWN:  # keep the most recent half
+                recent = sorted(self._known.items(), key=lambda item: item[1])
+                self._known = dict(recent[self._MAX_KNOWN // 2 :])
+            self._known[(account, address)] = self.clock()
+
+    def _is_known(self, account: str, address: str) -> bool:
+        with self._lock:
+            since = self._known.get((account, address))
+        return since is not None and self.clock() - since < self.KNOWN_FOR
 
 
 def client_key(host: str) -> str:
@@ -107,7 +203,7 @@ def client_key(host: str) -> str:
 
 def rate_limited(name: str) -> Callable[[Request], Awaitable[None]]:
     """A dependency that counts the request against the limit ``name`` of the caller's IP."""
-    if name not in RateLimitSettings.model_fields:
+    if name not in REQUEST_LIMITS:
         raise ValueError(f"no rate limit named {name!r} in RateLimitSettings")
 
     async def dependency(request: Request) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, RowMapping, Select, func, select
+from sqlalchemy import Engine, RowMapping, Select, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from botyard.errors import BotyardError
@@ -16,6 +16,10 @@ class UserExists(BotyardError):
     """A user with this name exists already."""
 
 
+class UnknownUser(BotyardError):
+    """No user has this name."""
+
+
 def _user(row: RowMapping) -> UserRecord:
     return UserRecord(
         id=row["id"],
@@ -23,6 +27,7 @@ def _user(row: RowMapping) -> UserRecord:
         password_hash=row["password_hash"],
         role=row["role"],
         disabled=row["disabled"],
+        token_version=row["token_version"],
     )
 
 
@@ -56,6 +61,62 @@ class Users:
                 return _user(row)
         except IntegrityError as exc:
             raise UserExists(f"user {username!r} exists already", username=username) from exc
+
+    def change(
+        self,
+        username: str,
+        *,
+        password_hash: str | None = None,
+        role: str | None = None,
+        disabled: bool | None = None,
+    ) -> UserRecord:
+        """Set what is given and end every token of the user (``token_version`` + 1), at once.
+
+        With nothing given it only ends the tokens (a logout). ``UnknownUser`` when there is none.
+        """
+        values: dict[str, Any] = {"token_version": users.c.token_version + 1}
+        if password_hash is not None:
+            values["password_hash"] = password_hash
+        if role is not None:
+            values["role"] = role
+        if disabled is not None:
+            values["disabled"] = disabled
+        with self.engine.begin() as conn:
+            row = (
+                conn.execute(
+                    update(users)
+                    .where(users.c.username == username)
+                    .values(values)
+                    .returning(*users.c)
+                )
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise UnknownUser(f"no user {username!r}", username=username)
+        return _user(row)
+
+    def rehash(self, user: UserRecord, password_hash: str) -> None:
+        """Store a stronger hash of the same password; its tokens stay valid. A password
+        changed meanwhile wins: the row is only updated while it holds the old hash."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(users)
+                .where(users.c.id == user.id, users.c.password_hash == user.password_hash)
+                .values(password_hash=password_hash)
+            )
+
+    def delete(self, username: str) -> UserRecord:
+        """Remove the user (its tokens end with it: a new user of that name has another id)."""
+        with self.engine.begin() as conn:
+            row = (
+                conn.execute(users.delete().where(users.c.username == username).returning(*users.c))
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise UnknownUser(f"no user {username!r}", username=username)
+        return _user(row)
 
     def all(self) -> list[UserRecord]:
         with self.engine.connect().execution_options(readonly=True) as conn:

@@ -199,6 +199,7 @@ class UserRecord:
     password_hash: str
     role: str
     disabled: bool
+    token_version: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -207,6 +207,9 @@ users = Table(
     Column("role", String(20), nullable=False),
     Column("disabled", Boolean, nullable=False, server_default=text("false")),
     Column("created_at", UTCDateTime, nullable=False),
+    # In every token of the user; raised by logout, a new password or role, disable and delete.
+    Column("token_version", Integer, nullable=False, server_default=text("0")),
+    sqlite_autoincrement=True,  # a deleted user's id is never reused: tokens name users by id
 )
 
 audit_events = Table(

@@ -7,9 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import OAuth2PasswordRequestForm
 
-from botyard.errors import InvalidCredentials
-from botyard.orchestrator.deps import AuthenticatorDep, RuntimeDep, client_of
-from botyard.orchestrator.ratelimit import rate_limited
+from botyard.orchestrator.deps import AuthenticatorDep
+from botyard.orchestrator.logins import log_in
 from botyard.orchestrator.schemas import Token
 
 router = APIRouter(tags=["auth"])
@@ -17,23 +16,18 @@ router = APIRouter(tags=["auth"])
 
 @router.post(
     "/token",
-    dependencies=[Depends(rate_limited("token"))],
     responses={
         401: {"description": "Incorrect username or password"},
-        429: {"description": "too many attempts from this address (TOKEN_RATE_LIMIT)"},
+        429: {
+            "description": "too many failed logins of this account, from this address"
+            " (TOKEN_RATE_LIMIT) or from anywhere (LOGIN_ACCOUNT_RATE_LIMIT)"
+        },
     },
 )
 def token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     auth: AuthenticatorDep,
-    runtime: RuntimeDep,
     request: Request,
 ) -> Token:
-    audit = runtime.store.audit
-    try:
-        principal = auth.login(form.username, form.password)
-    except InvalidCredentials:
-        audit.record("login_failed", actor=form.username[:150], client=client_of(request))
-        raise
-    audit.record("login", actor=principal.username, client=client_of(request))
+    principal = log_in(request, form.username, form.password)
     return Token(access_token=auth.issue(principal))
