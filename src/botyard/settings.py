@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -160,11 +161,27 @@ class ServerSettings(BaseSettings):
     )
     # Readiness fails when the data directory (the SQLite file, evidence) has less room left.
     min_free_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (IPs, CIDRs, or "*").
+    # Empty: none, so a client cannot pick the address its rate limits count against.
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="FORWARDED_ALLOW_IPS"
+    )
 
-    @field_validator("automations", mode="before")
+    @field_validator("automations", "forwarded_allow_ips", mode="before")
     @classmethod
-    def _automations(cls, value: object) -> object:
+    def _lists(cls, value: object) -> object:
         return _split_list(value)
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if entry != "*":
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(f"{entry!r} is not an IP address, a CIDR or *") from None
+        return value
 
 
 _PERIODS = {
@@ -215,11 +232,18 @@ RateSetting = Annotated[Rate | None, BeforeValidator(_rate)]
 
 
 class RateLimitSettings(BaseSettings):
-    """Per-client-IP limits on the endpoints anyone may call, as ``COUNT/PERIOD`` or ``off``."""
+    """Limits on the endpoints anyone may call, as ``COUNT/PERIOD`` or ``off``.
+
+    Logins count failures: per client address and account (``token``), and per account from
+    every address (``login_account``). Data-subject requests count requests per client address.
+    """
 
     model_config = SettingsConfigDict(extra="ignore")
 
     token: RateSetting = Field(default=Rate(10, 60), validation_alias="TOKEN_RATE_LIMIT")
+    login_account: RateSetting = Field(
+        default=Rate(50, 3600), validation_alias="LOGIN_ACCOUNT_RATE_LIMIT"
+    )
     data_request: RateSetting = Field(
         default=Rate(5, 3600), validation_alias="DATA_REQUEST_RATE_LIMIT"
     )
