@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from pathlib import Path
+
 from tests.api_helpers import MakeApi, assert_error_shape, token
+from tests.conftest import WaitUntil
+
+from botyard.bus import Bus
+from botyard.store import SqlStore
+from botyard.worker import PullWorker, WorkerConfig
+
+AUTOMATIONS = str(Path(__file__).parents[1] / "acceptance" / "acceptance_automations.py")
 
 WORKER_TOKEN = "external-jobs-worker-token"
 AUTH = {"Authorization": f"Bearer {WORKER_TOKEN}"}
@@ -53,3 +64,51 @@ def test_start_is_idempotent_and_only_its_worker_finishes_it(
 
     for bad in ({**START, "automation": "Export"}, {**START, "worker_id": "../x"}, {"x": 1}):
         assert api.post("/jobs/external", json=bad, headers=AUTH).status_code == 422
+
+
+def test_the_worker_token_cannot_close_a_pull_job_inside_its_side_effect(
+    make_api: MakeApi,
+    store_url: str,
+    store: SqlStore,
+    bus: Bus,
+    tmp_path: Path,
+    wait_until: WaitUntil,
+) -> None:
+    api = make_api(store_url, BOTYARD_WORKER_TOKEN=WORKER_TOKEN)
+    admin = token(api, "admin", "admin-password")
+    config = WorkerConfig(
+        automations=["accept.cancel_circuit"],
+        modules=[AUTOMATIONS],
+        worker_id="w1",
+        concurrency=1,
+        lease_ttl=5.0,
+        poll_interval=0.5,
+        heartbeat_interval=0.5,
+        shutdown_grace=0.5,
+        data_dir=tmp_path / "data",
+    )
+    worker = PullWorker(store, bus, config)
+    thread = threading.Thread(target=worker.run, kwargs={"install_signals": False})
+    thread.start()
+    try:
+        submitted = api.post(
+            "/jobs",
+            json={"automation": "accept.cancel_circuit", "payload": {"marker_dir": str(tmp_path)}},
+            headers=admin,
+        )
+        job_id = submitted.json()["id"]
+        wait_until((tmp_path / f"{job_id}-1.side_effect").exists, timeout=30)
+        for outcome in ("error", "succeeded"):  # requeued (a second side effect), or settled
+            forged = {"attempt": 1, "worker_id": "w1", "outcome": outcome, "result": {"x": 1}}
+            answer = api.post(f"/jobs/{job_id}/external/finish", json=forged, headers=AUTH)
+            assert answer.status_code == 403, answer.text
+            assert_error_shape(answer.json())
+        time.sleep(1.0)
+        job = api.get(f"/jobs/{job_id}", headers=admin).json()
+        assert (job["status"], job["attempt"], job["result"]) == ("running", 1, None)
+        assert not (tmp_path / f"{job_id}-2.side_effect").exists()
+        audit = api.get("/audit", params={"action": "job_finished_externally"}, headers=admin)
+        assert audit.json()["total"] == 0
+    finally:
+        worker.stop(0)
+        thread.join(30)

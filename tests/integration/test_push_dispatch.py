@@ -171,3 +171,66 @@ def test_a_push_without_an_answer_is_not_released(
     wait_until(lambda: store.get_job(job.id).status is JobStatus.SUCCEEDED, timeout=20)
     ran = store.get_job(job.id).attempts
     assert [(a.worker_id, a.outcome) for a in ran] == [("agent-int", "succeeded")]  # once
+
+
+def _requests_seen(httpserver: Any) -> list[tuple[str, str, dict[str, str], bytes]]:
+    return [(r.method, r.full_path, dict(r.headers), r.get_data()) for r, _ in httpserver.log]
+
+
+def test_a_rogue_endpoint_never_receives_the_worker_token(
+    store: SqlStore, agent: AgentWorker, dispatcher: AgentDispatcher, httpserver: Any
+) -> None:
+    """Issue 13: ``POST /workers/agents`` with any URL made the orchestrator send it the token."""
+    import re
+
+    from botyard.orchestrator.dispatch import AgentUnreachable
+
+    httpserver.expect_request("/status").respond_with_json({"worker_id": "agent-int"})
+    httpserver.expect_request(re.compile(r"^/status/\d+$")).respond_with_json({"attempt": 1})
+    httpserver.expect_request("/execute", method="POST").respond_with_json({}, status=202)
+    rogue = httpserver.url_for("/").rstrip("/")
+    with pytest.raises(AgentUnreachable, match="did not prove it is an agent"):
+        dispatcher.register(rogue)  # it names a real agent's id, but cannot answer the challenge
+    assert store.workers.get("agent-int").endpoint != rogue  # type: ignore[union-attr]
+
+    # Even at an endpoint in the store (an agent's port taken over by another process), what
+    # arrives is a signature of that one request, never the token.
+    store.workers.set_endpoint("agent-int", rogue)
+    dispatcher.refresh()
+    job, _ = store.submit(NewJob(automation="tests.ok", payload={"name": "rogue"}))
+    assert [p.job_id for p in dispatcher.dispatch()] == [job.id]
+    dispatcher.poll_agents(grace=timedelta(0))
+    seen = _requests_seen(httpserver)
+    assert {(method, path.split("?")[0]) for method, path, _, _ in seen} == {
+        ("GET", "/status"),
+        ("POST", "/execute"),
+        ("GET", f"/status/{job.id}"),
+    }
+    for _method, _path, headers, body in seen:
+        assert TOKEN not in repr(headers) and TOKEN.encode() not in body
+        assert headers["Authorization"].startswith("Botyard-Signature ")
+
+
+def test_a_real_agent_proves_itself_and_one_of_another_installation_does_not(
+    store: SqlStore,
+    agent: AgentWorker,
+    dispatcher: AgentDispatcher,
+    monkeypatch: pytest.MonkeyPatch,
+    wait_until: Any,
+) -> None:
+    from botyard.orchestrator.dispatch import AgentUnreachable
+
+    endpoint = agent.config.endpoint
+    assert endpoint is not None
+    assert dispatcher.register(f"{endpoint}/execute").id == "agent-int"
+    job, _ = store.submit(NewJob(automation="tests.ok", payload={"name": "signed"}))
+    assert [p.job_id for p in dispatcher.dispatch()] == [job.id]
+    wait_until(lambda: store.get_job(job.id).status is JobStatus.SUCCEEDED, timeout=20)
+
+    monkeypatch.setenv("BOTYARD_WORKER_TOKEN", "another-installation")
+    stranger = AgentDispatcher(JobService(store, dispatcher.bus, Registry()), Settings())
+    try:
+        with pytest.raises(AgentUnreachable, match="HTTP 401"):
+            stranger.register(endpoint)  # the agent refuses its signature
+    finally:
+        stranger.http.close()

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
+from botyard import attempt_credentials
+from botyard.attempt_credentials import AttemptCredential
 from botyard.bearer import bearer_matches
-from botyard.errors import InvalidToken
+from botyard.errors import InvalidToken, JobNotFound
+from botyard.jobs import JobStatus
 from botyard.orchestrator.auth import Authenticator, Principal, check_permission
 from botyard.orchestrator.service import JobService
 from botyard.wiring import Runtime
@@ -68,3 +73,35 @@ async def worker_token(request: Request, runtime: RuntimeDep) -> None:
     given = request.headers.get("authorization", "")
     if token is None or not bearer_matches(given, token.get_secret_value()):
         raise InvalidToken("Could not validate credentials")
+
+
+_MAX_ID = 2**63 - 1
+
+
+async def running_attempt(request: Request, runtime: RuntimeDep) -> AttemptCredential:
+    """The attempt whose credential (``BOTYARD_JOB_TOKEN``) the call carries, while it runs.
+
+    A job's process holds that credential and not the worker token; the worker token itself is
+    refused here, so every TOTP code goes to an attempt that is running when it is asked for.
+    """
+    token = runtime.settings.agent.token
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    credential = (
+        attempt_credentials.verify(token.get_secret_value(), value)
+        if token is not None and scheme.lower() == "bearer" and value
+        else None
+    )
+    if credential is None or credential.job_id > _MAX_ID:
+        raise InvalidToken("Could not validate credentials")
+    try:
+        job = await anyio.to_thread.run_sync(
+            partial(runtime.store.get_job, credential.job_id, detail=False)
+        )
+    except JobNotFound:
+        raise InvalidToken("Could not validate credentials") from None
+    if job.status is not JobStatus.RUNNING or job.attempt != credential.attempt:
+        raise InvalidToken("This attempt is over: its credential is no longer valid")
+    return credential
+
+
+RunningAttempt = Annotated[AttemptCredential, Depends(running_attempt)]

@@ -12,6 +12,7 @@ the agent renews the lease and writes the outcome itself; ``poll_agents`` (the m
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from botyard.agent_signature import CHALLENGE_HEADER, SignedRequests, proof_matches
 from botyard.bus.base import JOBS
 from botyard.errors import BotyardError
 from botyard.jobs import JobStatus
@@ -69,8 +71,10 @@ class AgentDispatcher:
         self.bus = service.bus
         self.settings = settings
         token = settings.agent.token
-        headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
-        self.http = httpx.Client(timeout=settings.agent.request_timeout, headers=headers)
+        self._token = token.get_secret_value() if token else None
+        # Requests are signed with the worker token, never carry it (botyard.agent_signature).
+        auth = SignedRequests(self._token) if self._token else None
+        self.http = httpx.Client(timeout=settings.agent.request_timeout, auth=auth)
         self._resting: dict[str, float] = {}  # agent id -> monotonic time it may be tried again
         self._agents: list[WorkerRecord] = []
         self._agents_until = 0.0
@@ -205,8 +209,8 @@ class AgentDispatcher:
         code = answer.status_code
         if code in (401, 403):  # a configuration error: the token or the allowlist
             log.error(
-                "agent %s refuses this orchestrator (HTTP %s): check BOTYARD_WORKER_TOKEN and"
-                " AUTHORIZED_WORKER_IPS; not trying it for %g s",
+                "agent %s refuses this orchestrator (HTTP %s): check BOTYARD_WORKER_TOKEN,"
+                " AUTHORIZED_WORKER_IPS and that the clocks agree (5 min); not trying it for %g s",
                 agent.id,
                 code,
                 _BACKOFF_REFUSED,
@@ -237,18 +241,31 @@ class AgentDispatcher:
     # -- agents: registration and follow-up -------------------------------------------------
 
     def register(self, endpoint: str) -> WorkerRecord:
-        """Ask the agent at ``endpoint`` who it is and remember where it is reached."""
+        """Ask the agent at ``endpoint`` who it is and remember where it is reached.
+
+        With a worker token the agent must prove it holds the same one (its answer to a
+        challenge), so that nothing else can take an agent's place in the store.
+        """
         url = base_url(endpoint)
+        challenge = secrets.token_urlsafe(24)
         try:
-            answer = self.http.get(f"{url}/status")
+            answer = self.http.get(f"{url}/status", headers={CHALLENGE_HEADER: challenge})
         except httpx.HTTPError as exc:
             raise AgentUnreachable(f"{url}: {exc}", endpoint=url) from exc
         if answer.status_code != 200:
             raise AgentUnreachable(f"{url}/status answered HTTP {answer.status_code}")
         try:
-            worker_id = str(answer.json()["worker_id"])
+            body = answer.json()
+            worker_id = str(body["worker_id"])
         except (ValueError, KeyError, TypeError):
             raise AgentUnreachable(f"{url}/status is not an agent's answer") from None
+        if self._token is not None and not proof_matches(
+            self._token, challenge, worker_id, body.get("proof")
+        ):
+            raise AgentUnreachable(
+                f"{url} did not prove it is an agent of this installation"
+                " (is its BOTYARD_WORKER_TOKEN this orchestrator's?)"
+            )
         known = self.store.workers.get(worker_id)
         if known is None or known.mode != "agent":
             raise AgentUnreachable(f"{url} is not an agent of this store (id {worker_id!r})")

@@ -12,7 +12,7 @@ from botyard.bus.base import Bus
 from botyard.bus.redis_lists import RedisJobLists
 from botyard.bus.wakeups import Wakeups
 from botyard.concurrency import ConcurrencyLimits
-from botyard.errors import InvalidTransition, LeaseLost
+from botyard.errors import InvalidTransition, LeaseLost, PermissionDenied
 from botyard.events import EventPublisher, JobEvent, NullPublisher
 from botyard.jobs import JobStatus, Outcome
 from botyard.store.records import ClaimedJob, Completion, JobFilter, JobRecord, NewJob
@@ -187,10 +187,20 @@ class JobService:
         error: dict[str, Any] | None,
         client: str | None = None,
     ) -> JobStatus:
-        """Close the attempt a standby worker ran; ``LeaseLost`` when it is not its any more."""
+        """Close the attempt a standby worker ran; ``LeaseLost`` when it is not its any more.
+
+        Only jobs started with ``start_external`` (``PermissionDenied`` for any other): the
+        worker token must not close a job a pull or agent worker runs, which would requeue or
+        settle it while its side effect is under way.
+        """
         job = self.store.claimed_job(job_id, attempt, worker_id)
         if job is None:
             raise LeaseLost(f"worker {worker_id} does not hold job {job_id} attempt {attempt}")
+        if job.queue != EXTERNAL_QUEUE:
+            raise PermissionDenied(
+                f"job {job_id} is run by a Botyard worker, not outside it: only that worker"
+                " closes its attempts"
+            )
         (status,) = self.store.finish(
             [
                 Completion(

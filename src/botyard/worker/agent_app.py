@@ -2,7 +2,9 @@
 
 Every request must come from an address in ``AUTHORIZED_WORKER_IPS`` (IPs and CIDRs, IPv4 and
 IPv6; loopback only in development mode), else 403 ``Unauthorized IP address``. Everything but
-``/health`` also needs the bearer token shared with the orchestrator (``BOTYARD_WORKER_TOKEN``).
+``/health`` also needs ``BOTYARD_WORKER_TOKEN``: the orchestrator's requests are signed with it
+(``botyard.agent_signature``: the token itself never travels), and a person may send it as a
+bearer token. ``GET /status`` answers the orchestrator's registration challenge with a proof.
 The peer address is the socket's: the agent's server ignores ``X-Forwarded-For``.
 """
 
@@ -22,6 +24,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from botyard.agent_signature import CHALLENGE_HEADER, SCHEME, SignatureCheck, prove
 from botyard.bearer import bearer_matches
 from botyard.errors import ConfigurationError
 from botyard.orchestrator.errors import error_body
@@ -106,9 +109,34 @@ def selenium_available() -> bool:
     return importlib.util.find_spec("selenium") is not None and bool(shutil.which("chromedriver"))
 
 
+_MAX_SIGNED_BODY = 64 * 1024  # what the orchestrator posts is a few dozen bytes
+
+
+async def _authenticate(
+    request: Request, token: str, signatures: SignatureCheck | None
+) -> Response | None:
+    """None for a request signed with the token (or bearing it); else the refusal."""
+    authorization = request.headers.get("authorization", "")
+    if bearer_matches(authorization, token):
+        return None
+    if signatures is not None and authorization.startswith(SCHEME):
+        length = request.headers.get("content-length", "0")
+        if not length.isdigit() or int(length) > _MAX_SIGNED_BODY:
+            body = error_body("Request body too large", "PayloadTooLarge")
+            return JSONResponse(body, status_code=413)
+        raw_path = request.scope.get("raw_path") or request.url.path.encode()
+        query = request.scope.get("query_string", b"")
+        target = (raw_path + (b"?" + query if query else b"")).decode("latin-1")
+        if signatures.valid(authorization, request.method, target, await request.body()):
+            return None
+    body = error_body("Could not validate credentials", "AuthenticationError")
+    return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+
 def create_agent_app(agent: AgentWorker, settings: AgentSettings, *, development: bool) -> FastAPI:
     networks = parse_networks(settings.authorized_ips)
     token = settings.token.get_secret_value() if settings.token else None
+    signatures = SignatureCheck(token) if token else None
     clock = Clock()
     app = FastAPI(title="Botyard agent", version=__version__, docs_url=None, redoc_url=None)
 
@@ -122,14 +150,10 @@ def create_agent_app(agent: AgentWorker, settings: AgentSettings, *, development
         if not probe and not is_authorised(host, networks, development=development):
             body = error_body("Unauthorized IP address", "PermissionDenied")
             return JSONResponse(body, status_code=403)
-        authorization = request.headers.get("authorization", "")
-        if (
-            token is not None
-            and request.url.path != "/health"
-            and not bearer_matches(authorization, token)
-        ):
-            body = error_body("Could not validate credentials", "AuthenticationError")
-            return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        if token is not None and request.url.path != "/health":
+            refused = await _authenticate(request, token, signatures)
+            if refused is not None:
+                return refused
         return await call_next(request)
 
     @app.get("/health")
@@ -137,8 +161,10 @@ def create_agent_app(agent: AgentWorker, settings: AgentSettings, *, development
         return {"status": "healthy", "timestamp": _now(), "active_jobs": agent.active}
 
     @app.get("/status")
-    async def status() -> dict[str, Any]:
+    async def status(request: Request) -> dict[str, Any]:
         cfg, stats = agent.config, agent.stats
+        challenge = request.headers.get(CHALLENGE_HEADER, "")[:200]
+        proof = {"proof": prove(token, challenge, cfg.worker_id)} if token and challenge else {}
         actions: dict[str, list[str]] = {}
         for name in cfg.automations:
             provider, _, action = name.partition(".")
@@ -162,6 +188,7 @@ def create_agent_app(agent: AgentWorker, settings: AgentSettings, *, development
                 "failed": stats.processed - stats.succeeded,
             },
             "capacity": {"max_concurrent": cfg.concurrency, "current_load": agent.active},
+            **proof,
         }
 
     @app.get("/status/{job_id}")

@@ -60,11 +60,18 @@ def start(body: ExternalStart, service: ServiceDep, request: Request) -> Externa
     return ExternalStarted(job_id=job.id, attempt=job.attempt)
 
 
-@router.post("/{job_id}/external/finish")
+@router.post(
+    "/{job_id}/external/finish",
+    responses={
+        403: {"description": "not an external job: its own worker closes it"},
+        409: {"description": "that worker does not hold the attempt (any more)"},
+    },
+)
 def finish(
     job_id: int, body: ExternalFinish, service: ServiceDep, request: Request
 ) -> ExternalFinished:
-    """Close the attempt with its outcome: 409 when the worker no longer holds it."""
+    """Close the attempt with its outcome: 409 when the worker no longer holds it, 403 for a
+    job that is not an external one (a pull or agent worker's job closes through its worker)."""
     status = service.finish_external(
         job_id,
         body.attempt,

@@ -1,4 +1,4 @@
-"""TOTP codes for jobs (worker token) and their figures (viewers); secrets never leave here."""
+"""TOTP codes for running attempts (their credential) and figures (viewers); secrets stay here."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from botyard.orchestrator.auth import Principal
-from botyard.orchestrator.deps import require, worker_token
+from botyard.orchestrator.deps import RunningAttempt, require
 from botyard.totp import TotpCode, TotpManager, TotpUnavailable
 
 router = APIRouter(prefix="/totp", tags=["totp"])
@@ -59,12 +59,15 @@ def _manager(request: Request) -> TotpManager:
 Manager = Annotated[TotpManager, Depends(_manager)]
 
 
-@router.post("/{provider}/code", dependencies=[Depends(worker_token)])
-async def fresh_code(provider: Provider, manager: Manager, body: CodeIn | None = None) -> CodeOut:
+@router.post("/{provider}/code")
+async def fresh_code(
+    provider: Provider, manager: Manager, _attempt: RunningAttempt, body: CodeIn | None = None
+) -> CodeOut:
     """A code whose time step no job had before, with at least ``TOTP_MIN_VALIDITY`` s left.
 
-    When the current step is taken or nearly over the answer waits for the next one (without
-    holding a thread); 503 after about a minute.
+    For a running attempt only: its credential (``BOTYARD_JOB_TOKEN``) is the bearer. When the
+    current step is taken or nearly over the answer waits for the next one (without holding a
+    thread); 503 after about a minute.
     """
     account = body.account if body else None
     deadline = time.monotonic() + _MAX_WAIT
@@ -83,8 +86,10 @@ async def fresh_code(provider: Provider, manager: Manager, body: CodeIn | None =
         await asyncio.sleep(answer.seconds)
 
 
-@router.post("/{provider}/consumed", dependencies=[Depends(worker_token)])
-def consumed(provider: Provider, body: ConsumedIn, manager: Manager) -> dict[str, str]:
+@router.post("/{provider}/consumed")
+def consumed(
+    provider: Provider, body: ConsumedIn, manager: Manager, _attempt: RunningAttempt
+) -> dict[str, str]:
     """Report whether the portal took the code (the success rate per provider)."""
     manager.consumed(provider, body.account, body.success)
     return {"status": "recorded"}
