@@ -1,7 +1,9 @@
 """The child process an automation runs in: one job at a time, reused until it is killed.
 
-Started by the worker with ``python -m botyard.automations.child FD`` in a session of its own,
-so that a timeout or a cancel can kill it together with everything the job started.
+Started by its supervisor (``automations/supervisor.py``) with
+``python -m botyard.automations.child FD SUPERVISOR_PID``, in the supervisor's session, so that
+a timeout or a cancel kills it together with everything the job started, and so does the end
+of its worker.
 """
 
 from __future__ import annotations
@@ -230,9 +232,9 @@ def run_job(
 
 
 def _die_with_parent(parent_pid: int) -> None:
-    """Linux: have the kernel kill this child when the worker dies, even by SIGKILL.
+    """Linux: have the kernel kill this child when its supervisor dies, even by SIGKILL.
 
-    Without it a killed worker would leave its children running jobs nobody holds a lease on.
+    Without it a killed supervisor would leave a job running that nobody holds a lease on.
     """
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
@@ -243,7 +245,10 @@ def _die_with_parent(parent_pid: int) -> None:
 
 def main() -> None:
     _die_with_parent(int(sys.argv[2]))
-    conn = Connection(int(sys.argv[1]))
+    fd = int(sys.argv[1])
+    # Nothing the job starts may hold our end: the worker must see its end of file when we end.
+    os.set_inheritable(fd, False)
+    conn = Connection(fd)
     modules, scripts = conn.recv()
     try:
         registry = load_automations(modules, scripts)

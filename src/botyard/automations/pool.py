@@ -1,4 +1,9 @@
-"""The worker's side of a child process: start it, talk to it, kill it with its whole tree."""
+"""The worker's side of a job process: start it, talk to it, kill it with its whole tree.
+
+Each slot's job process runs under a supervisor of its own (``automations/supervisor.py``),
+which holds the read end of a lifeline pipe: the worker writes until when the running job's
+lease is held, and the pipe's end of file tells the supervisor the worker is gone.
+"""
 
 from __future__ import annotations
 
@@ -9,35 +14,48 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
+from botyard.automations.supervisor import FENCED, RECORD
 from botyard.errors import AutomationError
 from botyard.processes import kill_tree
 
+_SUPERVISOR = str(Path(__file__).with_name("supervisor.py"))
+
 
 class ChildProcess:
-    """One reusable child; :meth:`kill` ends it and everything the running job started."""
+    """One reusable job process under its supervisor; :meth:`kill` ends both and everything
+    the running job started."""
 
     def __init__(self, modules: list[str], scripts: list[str]) -> None:
         parent_sock, child_sock = socket.socketpair()
+        # Both ends are close-on-exec here: only the supervisor gets the read end, and no other
+        # process ever holds the write end, so its end of file means this worker is gone.
+        lifeline_read, self._lifeline = os.pipe()
+        os.set_blocking(self._lifeline, False)  # a stuck supervisor never blocks the worker
+        self._lifeline_lock = threading.Lock()  # never a write to a closed (reused) fd number
         # The child's own temporary folder: what a killed job leaves there (Playwright's
         # profiles and artifacts, a script's files) is removed with the child.
         self.tmpdir = tempfile.mkdtemp(prefix="botyard-child-")
         self.proc = subprocess.Popen(
             [
                 sys.executable,
-                "-m",
-                "botyard.automations.child",
+                "-P",  # nothing from the supervisor's folder shadows what it imports
+                _SUPERVISOR,
                 str(child_sock.fileno()),
+                str(lifeline_read),
                 str(os.getpid()),
             ],
-            pass_fds=[child_sock.fileno()],
+            pass_fds=[child_sock.fileno(), lifeline_read],
             start_new_session=True,
             stdin=subprocess.DEVNULL,
             env={**os.environ, "TMPDIR": self.tmpdir},
         )
         child_sock.close()
+        os.close(lifeline_read)
         self.conn = Connection(parent_sock.detach())
         self.conn.send((modules, scripts))
         self._ready = False
@@ -76,12 +94,31 @@ class ChildProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def lease(self, job_id: int, attempt: int, kill_at: float) -> None:
+        """Tell the supervisor that this attempt runs and may run until ``kill_at``
+        (``time.monotonic()``); a later call for the same attempt extends it."""
+        self._lifeline_write(RECORD.pack(job_id, attempt, kill_at))
+
+    def idle(self) -> None:
+        """No job runs any more: nothing to kill when a lease runs out."""
+        self._lifeline_write(RECORD.pack(0, 0, 0.0))
+
+    def _lifeline_write(self, record: bytes) -> None:
+        # A full pipe means the supervisor is stuck or gone: it acts on what it has read.
+        with self._lifeline_lock, contextlib.suppress(OSError):
+            if self._lifeline >= 0:
+                os.write(self._lifeline, record)
+
     def kill(self) -> None:
         kill_tree(self.proc.pid)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
-        self.conn.close()
+        self._close_pipes()
         shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+    def fenced(self) -> bool:
+        """Whether the job was killed because its lease was not renewed in time."""
+        return self.proc.wait() == FENCED
 
     def exit_description(self) -> str:
         code = self.proc.wait()
@@ -99,4 +136,12 @@ class ChildProcess:
         except subprocess.TimeoutExpired:
             kill_tree(self.proc.pid)
             self.proc.wait()
+        self._close_pipes()  # the lifeline last: its end of file would kill, not end, the job
         shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+    def _close_pipes(self) -> None:
+        self.conn.close()
+        with self._lifeline_lock:
+            if self._lifeline >= 0:
+                os.close(self._lifeline)
+                self._lifeline = -1

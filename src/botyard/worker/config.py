@@ -39,6 +39,12 @@ class WorkerConfig:
     def renew_interval(self) -> float:
         return max(0.5, min(self.lease_ttl / 3, 10.0))
 
+    @property
+    def fence_margin(self) -> float:
+        """How long before its lease could expire a job whose lease was not renewed is killed:
+        time for the kill to land. Healthy renewals (every ``renew_interval``) never get near."""
+        return max(0.25, min(self.lease_ttl / 10, 2.0))
+
     def heartbeat_fields(self, status: str, active: int) -> dict[str, str]:
         """What the worker's Redis heartbeat key holds."""
         return {

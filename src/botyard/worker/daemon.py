@@ -30,8 +30,10 @@ from botyard.jobs import JobStatus, Outcome
 from botyard.store.records import ClaimedJob, Completion
 from botyard.store.sql import SqlStore
 from botyard.version import __version__
+from botyard.worker import job_sweeper
 from botyard.worker.config import Stats, WorkerConfig
 from botyard.worker.feed import RedisFeed
+from botyard.worker.fences import Fences
 from botyard.worker.slot import Slot
 from botyard.worker.writer import StoreWriter
 
@@ -71,6 +73,7 @@ class PullWorker:
         # Held attempts that lost their lease before they started, by (job id, attempt): a
         # later attempt of the same job is a job of its own, never refused for this one.
         self._dropped: set[tuple[int, int]] = set()
+        self.fences = Fences(config.lease_ttl, config.fence_margin)
         # Held jobs with a concurrency key, and their queue: finishing one frees the key.
         self._keyed: dict[int, str] = {}
         self._mean_seconds: float | None = None  # how long jobs take here, smoothed
@@ -96,6 +99,7 @@ class PullWorker:
                 on_done=self._on_done,
                 should_run=self._should_run,
                 on_free=self._on_free,
+                fence_at=self.fences.kill_at,
             )
             for i in range(config.concurrency)
         ]
@@ -126,6 +130,8 @@ class PullWorker:
             version=__version__,
             endpoint=cfg.endpoint,
         )
+        # What an earlier run's jobs left running dies before their jobs are recovered.
+        self._sweep_host()
         # Jobs still marked as ours are orphans of an earlier run under the same id.
         orphans = self.store.release_orphans(cfg.worker_id)
         if orphans:
@@ -231,6 +237,7 @@ class PullWorker:
                 asked = min(most, self._capacity() - len(self._held))
             if asked <= 0:
                 return [], 0
+            leased_at = time.monotonic()  # before the statement: the lease ends no sooner
             claimed = self.store.claim(
                 cfg.worker_id,
                 queues=queues,
@@ -239,7 +246,7 @@ class PullWorker:
                 lease_ttl=cfg.lease_ttl,
             )
             with self._cond:
-                self._hold(claimed)
+                self._hold(claimed, leased_at)
             for job in claimed:
                 self._inbox.put(job)
         return claimed, asked
@@ -253,8 +260,14 @@ class PullWorker:
                 room = self._capacity() - len(self._held)
             return 0 if self._stopping.is_set() else max(0, room)
 
-    def _hold(self, claimed: list[ClaimedJob]) -> None:
-        """Count jobs as this worker's until their slot is free again (under ``_cond``)."""
+    def _hold(self, claimed: list[ClaimedJob], leased_at: float | None = None) -> None:
+        """Count jobs as this worker's until their slot is free again (under ``_cond``).
+
+        ``leased_at``: a ``time.monotonic()`` taken before the claim that set their leases
+        (an agent's jobs were claimed a moment ago by the orchestrator: now, and the safety
+        margin of the fence covers the difference)."""
+        sent_at = time.monotonic() if leased_at is None else leased_at
+        self.fences.leased([(job.id, job.attempt) for job in claimed], sent_at)
         for job in claimed:
             self._held[job.id] = job
             if job.concurrency_key is not None:
@@ -300,12 +313,22 @@ class PullWorker:
 
     def _should_run(self, job: ClaimedJob) -> bool:
         with self._cond:
-            return (job.id, job.attempt) not in self._dropped
+            if (job.id, job.attempt) in self._dropped:
+                return False
+        kill_at = self.fences.kill_at(job.id, job.attempt)
+        if kill_at is not None and time.monotonic() >= kill_at:
+            # No renewal reached it while it waited: another worker may run it soon.
+            log.warning(
+                "job %s attempt %s: its lease ran out before it started", job.id, job.attempt
+            )
+            return False
+        return True
 
     def _on_free(self, job: ClaimedJob, seconds: float | None) -> None:
         with self._cond:
             self._held.pop(job.id, None)
             self._dropped.discard((job.id, job.attempt))
+            self.fences.forget(job.id, job.attempt)
             if seconds is None:  # it never ran: no completion follows
                 self._keyed.pop(job.id, None)
                 self._named.pop(job.id, None)
@@ -378,7 +401,7 @@ class PullWorker:
                 self._heartbeat("stopping" if self._stopping.is_set() else "online")
             if now >= next_browsers:
                 next_browsers = now + _BROWSER_SWEEP_INTERVAL
-                self._sweep_browsers()
+                self._sweep_host()
             if now >= next_sweep and not self._stopping.is_set():
                 next_sweep = now + cfg.recover_interval
                 self._sweep()
@@ -393,6 +416,7 @@ class PullWorker:
         if not held:
             self._last_renewal = time.monotonic()
             return
+        renewed_at = time.monotonic()  # before the statement: the leases last at least from here
         try:
             kept = self.store.renew_leases(self.config.worker_id, held, self.config.lease_ttl)
             self._last_renewal = time.monotonic()
@@ -403,6 +427,10 @@ class PullWorker:
                 kept = set()
             else:
                 return
+        if kept:
+            kill_at = self.fences.renewed(kept, renewed_at)
+            for slot in self.slots:
+                slot.extend(kept, kill_at)
         lost = [pair for pair in held if pair not in kept]
         if not lost:
             return
@@ -415,13 +443,18 @@ class PullWorker:
             log.warning("job %s attempt %s lost its lease; stopping it", job_id, attempt)
             self._abort(job_id, attempt, Outcome.LEASE_EXPIRED)
 
-    def _sweep_browsers(self) -> None:
-        """Kill browsers whose owner died (a worker killed with -9, say) and record each."""
+    def _sweep_host(self) -> None:
+        """Kill browsers and job processes whose owner died (a worker killed with -9, say);
+        each is logged, and leaked browsers are recorded. The next sweep retries a failure."""
         try:
             leaks = browser_sweeper.sweep()
             self.store.browsers.add_leaks(self.config.worker_id, [leak.record() for leak in leaks])
-        except Exception:  # the next sweep tries again
+        except Exception:
             log.exception("browser sweep failed")
+        try:
+            job_sweeper.sweep()
+        except Exception:
+            log.exception("job process sweep failed")
 
     def _heartbeat(self, status: str) -> None:
         active = sum(1 for slot in self.slots if slot.running() is not None)

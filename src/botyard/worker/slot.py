@@ -37,6 +37,7 @@ class Slot:
         on_done: Callable[[Completion, Any], None],
         should_run: Callable[[ClaimedJob], bool],
         on_free: Callable[[ClaimedJob, float | None], None],
+        fence_at: Callable[[int, int], float | None] = lambda _job_id, _attempt: None,
     ) -> None:
         self.index = index
         self.inbox = inbox
@@ -48,6 +49,7 @@ class Slot:
         self.on_done = on_done
         self.should_run = should_run
         self.on_free = on_free
+        self.fence_at = fence_at  # when the job's tree is killed unless its lease is renewed
         self.child: ChildProcess | None = None
         self.job: ClaimedJob | None = None
         self._abort: Outcome | None = None
@@ -67,6 +69,13 @@ class Slot:
     def running(self) -> tuple[int, int] | None:
         job = self.job
         return (job.id, job.attempt) if job is not None else None
+
+    def extend(self, kept: set[tuple[int, int]], kill_at: float) -> None:
+        """A renewal kept these attempts' leases: the running one may run until ``kill_at``."""
+        with self._lock:
+            job, child = self.job, self.child
+            if job is not None and child is not None and (job.id, job.attempt) in kept:
+                child.lease(job.id, job.attempt, kill_at)
 
     def abort(self, job_id: int, reason: Outcome, *, attempt: int | None = None) -> bool:
         """Stop the job (that attempt of it, if given) if this slot still runs it: its child
@@ -122,6 +131,8 @@ class Slot:
         finally:
             with self._lock:
                 self.job = None
+                if self.child is not None:
+                    self.child.idle()
         max_attempts = job.max_attempts
         if self.max_attempts_cap is not None:
             max_attempts = min(max_attempts, self.max_attempts_cap)
@@ -146,6 +157,10 @@ class Slot:
         evidence_dir = self.evidence_root / str(job.id) / str(job.attempt)
         deadline = time.monotonic() + job.timeout
         side_effect: str | None = None
+        kill_at = self.fence_at(job.id, job.attempt)
+        if kill_at is not None:
+            with self._lock:
+                child.lease(job.id, job.attempt, kill_at)
         try:
             child.send(
                 (
@@ -192,7 +207,12 @@ class Slot:
                 error = {"type": reason.value, "message": f"attempt stopped: {reason.value}"}
                 return reason, None, error, side_effect
             description = child.exit_description()
+            fenced = child.fenced()
             child.kill()
+            if fenced:
+                message = "the job's process tree was killed: its lease was not renewed in time"
+                error = {"type": Outcome.LEASE_EXPIRED.value, "message": message}
+                return Outcome.LEASE_EXPIRED, None, error, side_effect
             error = {"type": "WorkerCrash", "message": f"the job's process {description}"}
             return Outcome.CRASHED, None, error, side_effect
 

@@ -1,4 +1,5 @@
-"""A lease renewal that overlaps the end of an attempt: nothing is lost, nothing is refused.
+"""Leases seen from the worker: a renewal that overlaps the end of an attempt costs nothing,
+and the fence that kills a job whose lease was not renewed spares healthy and idle ones.
 
 The keeper renews a snapshot of the held attempts. When one of them finishes while the store
 call is under way, the store no longer counts it as running; that is the attempt's end, not a
@@ -21,6 +22,7 @@ from botyard.store import NewJob, SqlStore
 from botyard.worker import PullWorker, WorkerConfig
 
 AUTOMATIONS = str(Path(__file__).with_name("racing_automations.py"))
+TEST_AUTOMATIONS = str(Path(__file__).parents[1] / "automations_for_tests.py")
 
 
 class RenewalAfterFinish:
@@ -49,13 +51,19 @@ class RenewalAfterFinish:
         return job.attempt == 1 and job.status is JobStatus.RUNNING
 
 
-def _start(store: SqlStore, bus: Bus, tmp_path: Path) -> tuple[PullWorker, threading.Thread]:
+def _start(
+    store: SqlStore,
+    bus: Bus,
+    tmp_path: Path,
+    automations: tuple[str, ...] = ("race.slow_then_flaky",),
+    lease_ttl: float = 3.0,  # renewals every second
+) -> tuple[PullWorker, threading.Thread]:
     config = WorkerConfig(
-        automations=["race.slow_then_flaky"],
-        modules=[AUTOMATIONS],
+        automations=list(automations),
+        modules=[AUTOMATIONS, TEST_AUTOMATIONS],
         worker_id="racer",
         concurrency=1,
-        lease_ttl=3.0,  # renewals every second
+        lease_ttl=lease_ttl,
         recover_interval=0.3,
         poll_interval=0.3,
         heartbeat_interval=0.5,
@@ -97,3 +105,26 @@ def test_an_attempt_that_ends_during_a_renewal_does_not_cost_the_next_one(
     ]
     assert settled.status is JobStatus.SUCCEEDED
     assert not [r for r in caplog.records if "lost its lease" in r.getMessage()]
+
+
+def test_an_idle_job_process_outlives_many_lease_lengths_and_runs_the_next_job(
+    store: SqlStore, bus: Bus, tmp_path: Path
+) -> None:
+    worker, thread = _start(store, bus, tmp_path, ("tests.slow",), lease_ttl=1.0)
+    try:
+        pids = []
+        for n in range(2):
+            pid_file = tmp_path / f"pid-{n}"
+            job, _ = store.submit(NewJob("tests.slow", {"seconds": 2.0, "pid_file": str(pid_file)}))
+            deadline = time.monotonic() + 30
+            while store.get_job(job.id, detail=False).status is not JobStatus.SUCCEEDED:
+                assert time.monotonic() < deadline, "the job did not succeed"
+                time.sleep(0.05)
+            # Two lease lengths of running, renewed: one attempt, never fenced.
+            assert [a.outcome for a in store.get_job(job.id).attempts] == ["succeeded"]
+            pids.append(int(pid_file.read_text()))
+            time.sleep(3.0)  # idle for three lease lengths: no job, nothing to fence
+        assert pids[0] == pids[1]
+    finally:
+        worker.stop(0)
+        thread.join(10)
