@@ -15,6 +15,7 @@ from botyard.settings import (
     CorsSettings,
     Rate,
     RateLimitSettings,
+    ServerSettings,
     Settings,
     StoreSettings,
     TlsSettings,
@@ -177,3 +178,15 @@ def test_rate_limit_defaults_and_display(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("DATA_REQUEST_RATE_LIMIT", "off")
     assert RateLimitSettings().data_request is None
     assert StoreSettings().is_sqlite  # untouched neighbours still read as before
+
+
+def test_forwarded_headers_are_believed_only_from_the_proxies_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("FORWARDED_ALLOW_IPS", raising=False)
+    assert ServerSettings().forwarded_allow_ips == []  # uvicorn's default would be 127.0.0.1
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "10.0.0.1, 10.1.0.0/16,::1")
+    assert ServerSettings().forwarded_allow_ips == ["10.0.0.1", "10.1.0.0/16", "::1"]
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "proxy.internal")
+    with pytest.raises(ValidationError, match=r"'proxy\.internal' is not an IP address"):
+        ServerSettings()

@@ -6,7 +6,7 @@ them within 5 seconds.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -84,29 +84,52 @@ def role(
     console.print(f"{username} is {new_role.value} now{_ENDED}")
 
 
-def _simple(verb: str, change: Callable[[UserAdmin, str], object], done: str) -> None:
-    def command(
-        username: str = Username,
-        data_dir: Path | None = DataDir,
-        database_url: str | None = DatabaseUrl,
-    ) -> None:
-        with _admin(data_dir, database_url) as admin:
-            change(admin, username)
-        console.print(f"{username} {done}")
-
-    command.__doc__ = {
-        "disable": "Stop a user logging in (and end their tokens).",
-        "enable": "Let a disabled user log in again.",
-        "rm": "Delete a user (and end their tokens).",
-        "logout": "End every token of a user: browser sessions and API bearers.",
-    }[verb]
-    users_app.command(verb)(command)
+@users_app.command("disable")
+def disable(
+    username: str = Username,
+    data_dir: Path | None = DataDir,
+    database_url: str | None = DatabaseUrl,
+) -> None:
+    """Stop a user logging in (and end their tokens)."""
+    with _admin(data_dir, database_url) as admin:
+        admin.disable(username, actor=_ACTOR)
+    console.print(f"{username} disabled{_ENDED}")
 
 
-_simple("disable", lambda a, name: a.disable(name, actor=_ACTOR), f"disabled{_ENDED}")
-_simple("enable", lambda a, name: a.enable(name, actor=_ACTOR), "enabled")
-_simple("rm", lambda a, name: a.delete(name, actor=_ACTOR), f"deleted{_ENDED}")
-_simple("logout", lambda a, name: a.log_out(name, actor=_ACTOR), f"logged out{_ENDED}")
+@users_app.command("enable")
+def enable(
+    username: str = Username,
+    data_dir: Path | None = DataDir,
+    database_url: str | None = DatabaseUrl,
+) -> None:
+    """Let a disabled user log in again."""
+    with _admin(data_dir, database_url) as admin:
+        admin.enable(username, actor=_ACTOR)
+    console.print(f"{username} enabled")
+
+
+@users_app.command("rm")
+def rm(
+    username: str = Username,
+    data_dir: Path | None = DataDir,
+    database_url: str | None = DatabaseUrl,
+) -> None:
+    """Delete a user (and end their tokens)."""
+    with _admin(data_dir, database_url) as admin:
+        admin.delete(username, actor=_ACTOR)
+    console.print(f"{username} deleted{_ENDED}")
+
+
+@users_app.command("logout")
+def logout(
+    username: str = Username,
+    data_dir: Path | None = DataDir,
+    database_url: str | None = DatabaseUrl,
+) -> None:
+    """End every token of a user: browser sessions and API bearers."""
+    with _admin(data_dir, database_url) as admin:
+        admin.log_out(username, actor=_ACTOR)
+    console.print(f"{username} logged out{_ENDED}")
 
 
 @users_app.command("ls")
