@@ -47,7 +47,8 @@ def open_runtime(
     """Open everything a process needs; migrations are applied on the way."""
     settings.store.data_dir.mkdir(parents=True, exist_ok=True)
     registry = load_automations(
-        modules if modules is not None else settings.server.automations, scripts or []
+        modules if modules is not None else settings.server.automations,
+        scripts if scripts is not None else settings.server.scripts,
     )
     store = open_store(settings.store.url, pool_size=pool_size, pre_ping=pre_ping)
     runtime = Runtime(

@@ -37,6 +37,7 @@ class System:
         self.url = ""
         self.token = ""
         self.log = (data_dir / "processes.log").open("ab")
+        self.cwd: Path | None = None  # where the processes start (relative paths resolve there)
 
     def botyard(self, *args: str) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
@@ -44,6 +45,7 @@ class System:
             env=self.env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            cwd=self.cwd,
         )
         self.procs.append(proc)
         return proc
@@ -55,13 +57,14 @@ class System:
             capture_output=True,
             text=True,
             timeout=timeout,
+            cwd=self.cwd,
         )
 
-    def server(self) -> None:
+    def server(self, *extra: str) -> None:
         port = _free_port()
         self.url = f"http://127.0.0.1:{port}"
         self.env["BOTYARD_URL"] = self.url
-        self.botyard("server", "--port", str(port), "--automations", AUTOMATIONS)
+        self.botyard("server", "--port", str(port), "--automations", AUTOMATIONS, *extra)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             with contextlib.suppress(httpx.HTTPError):

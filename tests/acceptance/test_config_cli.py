@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -95,3 +97,56 @@ def test_config_check_reports_what_would_stop_the_server(tmp_path: Path) -> None
     assert "short-secret" not in refused.stdout + refused.stderr
     passed = _config(tmp_path, "--check", JWT_SECRET=SECRETS["JWT_SECRET"])
     assert passed.returncode == 0 and "start-up checks passed" in passed.stderr
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:  # bound, never listening: connections are refused
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_config_check_connects_to_the_database_and_redis(tmp_path: Path) -> None:
+    port = _closed_port()
+    database = f"postgresql://bot:db-password-never-printed@127.0.0.1:{port}/botyard"
+    started = time.monotonic()
+    refused = _config(tmp_path, "--check", DATABASE_URL=database, JWT_SECRET=SECRETS["JWT_SECRET"])
+    assert time.monotonic() - started < 20
+    assert refused.returncode == 2, refused.stderr
+    (line,) = refused.stderr.splitlines()  # one line: what is wrong, and what to do
+    assert line.startswith(
+        f"cannot connect to the database at postgresql://bot:***@127.0.0.1:{port}"
+    )
+    assert "Connection refused" in line and "Check DATABASE_URL" in line
+    assert "db-password-never-printed" not in refused.stdout + refused.stderr
+
+    redis = f"redis://:redis-password-never-printed@127.0.0.1:{port}/0"
+    no_redis = _config(tmp_path, "--check", REDIS_URL=redis, JWT_SECRET=SECRETS["JWT_SECRET"])
+    assert no_redis.returncode == 2, no_redis.stderr
+    (line,) = no_redis.stderr.splitlines()
+    assert line.startswith(f"Redis at redis://:***@127.0.0.1:{port}/0 does not answer")
+    assert "redis-password-never-printed" not in no_redis.stdout + no_redis.stderr
+
+
+def test_server_with_an_unreachable_database_says_so_in_a_line(tmp_path: Path) -> None:
+    database = f"postgresql://bot:db-password-never-printed@127.0.0.1:{_closed_port()}/botyard"
+    environment = {**os.environ, "BOTYARD_DATA_DIR": str(tmp_path), "DATABASE_URL": database}
+    environment["JWT_SECRET"] = SECRETS["JWT_SECRET"]
+    server = subprocess.run(
+        [sys.executable, "-m", "botyard", "server", "--port", str(_closed_port())],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert server.returncode == 2, server.stderr
+    assert "Traceback" not in server.stderr
+    (line,) = server.stderr.splitlines()
+    assert line.startswith("cannot connect to the database at postgresql://bot:***@127.0.0.1:")
+
+
+def test_config_check_passes_with_a_reachable_database(tmp_path: Path, postgres_url: str) -> None:
+    passed = _config(
+        tmp_path, "--check", DATABASE_URL=postgres_url, JWT_SECRET=SECRETS["JWT_SECRET"]
+    )
+    assert passed.returncode == 0, passed.stderr
+    assert "start-up checks passed (the store reached)" in passed.stderr

@@ -71,7 +71,10 @@ def entries(settings: Settings) -> list[Entry]:
 def config(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead."),
     check: bool = typer.Option(
-        False, "--check", help="Also run the orchestrator's start-up checks; exit 2 on a problem."
+        False,
+        "--check",
+        help="Also run the orchestrator's start-up checks and connect to the store (and Redis);"
+        " exit 2 on a problem.",
     ),
     data_dir: Path | None = DataDir,
     database_url: str | None = DatabaseUrl,
@@ -99,12 +102,15 @@ def config(
                 section = e.section
             typer.echo(f"{f'{e.variable}={e.value}'.ljust(width)}  # {e.source}")
     if check:
-        found = preflight.problems(settings)
+        found = preflight.problems(settings) + preflight.connection_problems(settings)
         for problem in found:
-            console.print(problem, style="red", markup=False, highlight=False, soft_wrap=True)
+            console.print(
+                masker.mask(problem), style="red", markup=False, highlight=False, soft_wrap=True
+            )
         if found:
             raise typer.Exit(2)
-        console.print("start-up checks passed", style="green")
+        reached = "the store" + (" and Redis" if settings.redis.url else "")
+        console.print(f"start-up checks passed ({reached} reached)", style="green")
 
 
 def register(app: typer.Typer) -> None:

@@ -22,6 +22,11 @@ Automations = typer.Option(
     "-a",
     help="A module (dotted name or .py path) that registers automations; repeatable.",
 )
+Scripts = typer.Option(
+    None,
+    "--script",
+    help="A standalone script automation, NAME=PATH; repeatable (default BOTYARD_SCRIPTS).",
+)
 ServerUrl = typer.Option(
     "http://127.0.0.1:8620", "--url", envvar="BOTYARD_URL", help="The orchestrator's URL."
 )

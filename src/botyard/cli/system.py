@@ -15,6 +15,7 @@ from botyard.cli.options import (
     Automations,
     DatabaseUrl,
     DataDir,
+    Scripts,
     modules_or_default,
     settings_for,
 )
@@ -30,6 +31,7 @@ def server(
     host: str = typer.Option(None, "--host", envvar="BOTYARD_HOST", help="Address to listen on."),
     port: int = typer.Option(None, "--port", envvar="BOTYARD_PORT", help="Port (default 8620)."),
     automations: list[str] | None = Automations,
+    script: list[str] | None = Scripts,
     data_dir: Path | None = DataDir,
     database_url: str | None = DatabaseUrl,
 ) -> None:
@@ -37,18 +39,27 @@ def server(
 
     It serves HTTPS (TLS 1.2 or newer) when SSL_CERT_PATH and SSL_KEY_PATH are set.
     """
-    from botyard.orchestrator import tls
+    from botyard.automations.registry import load_automations
+    from botyard.orchestrator import preflight, tls
     from botyard.orchestrator.app import create_app
 
     try:
         settings = settings_for(data_dir, database_url)
         settings.server.automations = modules_or_default(automations, settings)
+        settings.server.scripts = script or settings.server.scripts
         app = create_app(settings)  # refuses a configuration it must not start with
+        # Loaded now to refuse a bad module or script path in a line (start-up would again).
+        load_automations(settings.server.automations, settings.server.scripts)
         cert, key = settings.tls.cert_path, settings.tls.key_path
         ssl_factory = tls.uvicorn_factory(tls.server_context(cert, key)) if cert and key else None
     except (BotyardError, ValidationError) as exc:
         console.print(str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from exc
+    # A store it cannot reach would fail the start-up with a traceback; say so in a line.
+    for problem in (unreachable := preflight.connection_problems(settings, redis=False)):
+        console.print(problem, style="red", markup=False, highlight=False, soft_wrap=True)
+    if unreachable:
+        raise typer.Exit(2)
     uvicorn.run(
         app,
         host=host or settings.server.host,
@@ -65,9 +76,7 @@ def server(
 
 def worker(
     automations: list[str] | None = Automations,
-    script: list[str] | None = typer.Option(
-        None, "--script", help="A standalone script automation, NAME=PATH; repeatable."
-    ),
+    script: list[str] | None = Scripts,
     concurrency: int = typer.Option(None, "--concurrency", "-c", min=1, help="Jobs at once."),
     worker_id: str = typer.Option(
         None, "--worker-id", envvar="BOTYARD_WORKER_ID", help="Stable id (default host-pid)."
@@ -98,8 +107,9 @@ def worker(
         os.environ["REDIS_URL"] = redis_url
     settings = settings_for(data_dir, database_url)
     modules = modules_or_default(automations, settings)
+    scripts = script or settings.server.scripts
     try:
-        runtime = open_runtime(settings, modules=modules, scripts=script or [], pre_ping=False)
+        runtime = open_runtime(settings, modules=modules, scripts=scripts, pre_ping=False)
     except BotyardError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
@@ -107,7 +117,7 @@ def worker(
     config = WorkerConfig(
         automations=runtime.registry.names(),
         modules=modules,
-        scripts=script or [],
+        scripts=scripts,
         worker_id=worker_id or "",
         queues=[q.strip() for q in queues.split(",") if q.strip()] if queues else ws.queues,
         concurrency=concurrency or ws.concurrency,
@@ -119,6 +129,7 @@ def worker(
         max_retries=max_retries,
         prefetch=ws.prefetch,
         data_dir=settings.store.data_dir,
+        worker_token=settings.agent.token,  # its jobs get per-attempt credentials from it
     )
     try:
         PullWorker(
@@ -137,6 +148,7 @@ def free_port() -> int:
 
 def up(
     automations: list[str] | None = Automations,
+    script: list[str] | None = Scripts,
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Local worker processes."),
     concurrency: int = typer.Option(4, "--concurrency", "-c", min=1, help="Jobs per worker."),
     port: int = typer.Option(8620, "--port", help="Orchestrator port."),
@@ -154,7 +166,9 @@ def up(
         env["DATABASE_URL"] = database_url
     upgrade(build_engine(settings.store.url))  # once, before the processes race to it
     supervisor = Supervisor(env)
+    # The orchestrator validates submissions against the same automations the workers run.
     module_args = [arg for m in modules for arg in ("--automations", m)]
+    module_args += [arg for s in script or settings.server.scripts for arg in ("--script", s)]
     supervisor.start("orchestrator", ["server", "--port", str(port), *module_args])
     scheme = "https" if settings.tls.enabled else "http"
     url = f"{scheme}://127.0.0.1:{port}"

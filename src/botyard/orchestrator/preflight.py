@@ -1,10 +1,18 @@
-"""Start-up checks: settings the orchestrator refuses to start with."""
+"""Start-up checks: settings the orchestrator refuses to start with, and what it connects to."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sqlite3
+from pathlib import Path
+
+from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.pool import NullPool
 
 from botyard.errors import ConfigurationError
+from botyard.masking import mask_url
 from botyard.settings import Settings
 
 log = logging.getLogger("botyard.api")
@@ -73,3 +81,79 @@ def check(settings: Settings) -> None:
             "Botyard cannot start with this configuration:\n  - " + "\n  - ".join(found),
             problems=found,
         )
+
+
+CONNECT_TIMEOUT = 3  # seconds; a check a person waits for, not a service's patience
+
+
+def connection_problems(settings: Settings, *, redis: bool = True) -> list[str]:
+    """What the orchestrator could not reach: the store (and Redis, when one is configured),
+    each tried once within ``CONNECT_TIMEOUT`` seconds; one line each, saying what to do."""
+    found = [_store_problem(settings)]
+    if redis and settings.redis.url is not None:
+        found.append(_redis_problem(settings.redis.url))
+    return [problem for problem in found if problem]
+
+
+def _store_problem(settings: Settings) -> str | None:
+    url = make_url(settings.store.url)
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_problem(Path(url.database or ""))
+    engine = create_engine(
+        url, poolclass=NullPool, connect_args={"connect_timeout": CONNECT_TIMEOUT}
+    )
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        return (
+            f"cannot connect to the database at {mask_url(settings.store.database_url or '')}:"
+            f" {_first_line(getattr(exc, 'orig', None) or exc)}. Check DATABASE_URL (host, port,"
+            " user, password, database) and that PostgreSQL runs and accepts connections from here"
+        )
+    finally:
+        engine.dispose()
+    return None
+
+
+def _sqlite_problem(database: Path) -> str | None:
+    """The SQLite file is opened (read-only: a check creates nothing) or its folder made."""
+    folder = database.parent
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    fix = "set BOTYARD_DATA_DIR to a folder this user can write, or DATABASE_URL"
+    if existing is None or not existing.is_dir():
+        return f"the data directory {folder} cannot be made ({existing} is a file): {fix}"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"the data directory {folder} is not writable by this user: {fix}"
+    if not database.exists():
+        return None  # created, with its schema, at the first start
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=CONNECT_TIMEOUT)
+        ) as db:
+            db.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.Error as exc:
+        return f"cannot open the SQLite database {database}: {exc}. Restore a backup, or {fix}"
+    return None
+
+
+def _redis_problem(url: str) -> str | None:
+    try:
+        from botyard.bus.redis_events import connect
+
+        connect(url, timeout=CONNECT_TIMEOUT).ping()
+    except ImportError:
+        return (
+            "REDIS_URL or VALKEY_HOST is set but redis-py is missing: pip install 'botyard[redis]'"
+        )
+    except Exception as exc:
+        return (
+            f"Redis at {mask_url(url)} does not answer: {_first_line(exc)}. Check REDIS_URL or"
+            " VALKEY_HOST (and VALKEY_PASSWORD), or unset them to run without Redis"
+        )
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0].rstrip(".") if lines else type(exc).__name__
