@@ -60,6 +60,22 @@ def test_token_flood_gets_429_while_the_api_keeps_answering(make_api: MakeApi) -
     assert failed["total"] == 3
 
 
+def test_failed_logins_at_an_address_do_not_lock_out_another_user_there(
+    make_api: MakeApi,
+) -> None:
+    api = make_api(TOKEN_RATE_LIMIT="3/minute")
+    api.app.state.runtime.store.users.create(  # type: ignore[attr-defined]
+        "vera", hash_password("viewer-pass"), Role.VIEWER.value
+    )
+    office = _from(api, "10.0.0.7")  # everyone behind one NAT or proxy
+    wrong = [office.post("/token", data={"username": "admin", "password": "x"}) for _ in range(4)]
+    assert [answer.status_code for answer in wrong] == [401, 401, 401, 429]
+    for _ in range(5):  # nor do correct passwords count
+        token(office, "vera", "viewer-pass")  # 429 before: the address was locked for all
+    right = office.post("/token", data={"username": "admin", "password": "admin-password"})
+    assert right.status_code == 429  # the guessed account, from the guessing address, waits
+
+
 def test_a_limit_can_be_turned_off(make_api: MakeApi) -> None:
     api = make_api(TOKEN_RATE_LIMIT="off")
     statuses = {
