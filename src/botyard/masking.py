@@ -120,6 +120,16 @@ class Masker:
         pattern = self._pattern
         return pattern.sub(PLACEHOLDER, text) if pattern else text
 
+    def mask_json(self, value: Any) -> Any:
+        """``value`` (JSON-like: dicts, lists, strings) with every string masked."""
+        if isinstance(value, str):
+            return self.mask(value)
+        if isinstance(value, dict):
+            return {k: self.mask_json(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.mask_json(v) for v in value]
+        return value
+
     def _add_model(self, model: BaseModel) -> None:
         for name in type(model).model_fields:
             value = getattr(model, name)

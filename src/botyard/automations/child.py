@@ -125,6 +125,11 @@ def run_script(item: Automation, ctx: JobContext) -> tuple[Outcome, Any, dict[st
             "BOTYARD_JOB_ID": str(ctx.job_id),
             "BOTYARD_ATTEMPT": str(ctx.attempt),
         }
+        if ctx.credential:  # beside BOTYARD_URL: the script's own TOTP calls
+            # Imported here: PyJWT, which the module needs, adds ~35 ms to every child's start.
+            from botyard.attempt_credentials import ENV_VAR
+
+            env[ENV_VAR] = ctx.credential
         proc = subprocess.Popen(
             [sys.executable, str(item.script)],
             stdout=subprocess.PIPE,
@@ -178,19 +183,9 @@ def serve(conn: Connection, registry: Registry) -> None:
             sys.stderr.flush()
             sys.stdout, sys.stderr = stdout, stderr
         if masker:  # no secret leaves the job: not in its error, not in its result
-            error, result = _masked(error, masker), _masked(result, masker)
+            error, result = masker.mask_json(error), masker.mask_json(result)
         conn.send(("done", outcome.value, result, error, started))
         browsers.prepare()  # off the job's clock: the next job finds a ready page
-
-
-def _masked(value: Any, masker: Masker) -> Any:
-    if isinstance(value, str):
-        return masker.mask(value)
-    if isinstance(value, dict):
-        return {k: _masked(v, masker) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_masked(v, masker) for v in value]
-    return value
 
 
 def run_job(
@@ -211,6 +206,7 @@ def run_job(
         channel=channel,
         masker=masker,
         credentials=credentials,
+        credential=job.get("credential"),
     )
     try:
         item = registry.get(job["automation"])

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from botyard.errors import AutomationError, LeaseLost
+from botyard.errors import AutomationError, ConfigurationError, LeaseLost
 from botyard.masking import Masker
 
 if TYPE_CHECKING:
@@ -30,11 +30,15 @@ class Channel(Protocol):
     def request(self, message: tuple[Any, ...]) -> Any: ...
 
 
-def _orchestrator() -> tuple[str, dict[str, str]]:
-    """The orchestrator's URL and the worker token's header, from the worker's environment."""
+def _orchestrator(credential: str | None) -> tuple[str, dict[str, str]]:
+    """The orchestrator's URL (``BOTYARD_URL``) and the attempt's credential as the bearer."""
+    if not credential:
+        raise ConfigurationError(
+            "the orchestrator's TOTP codes need BOTYARD_WORKER_TOKEN: set the same token for "
+            "the worker and the orchestrator"
+        )
     base = os.environ.get("BOTYARD_URL", "http://127.0.0.1:8620").rstrip("/")
-    token = os.environ.get("BOTYARD_WORKER_TOKEN", "")
-    return base, {"Authorization": f"Bearer {token}"}
+    return base, {"Authorization": f"Bearer {credential}"}
 
 
 class _JobLogHandler(logging.Handler):
@@ -74,6 +78,7 @@ class JobContext:
         masker: Masker | None = None,
         credentials: Credentials | None = None,
         browser: BrowserSession | None = None,
+        credential: str | None = None,
     ) -> None:
         self.job_id = job_id
         self.attempt = attempt
@@ -87,6 +92,9 @@ class JobContext:
         # Every secret the job can see is masked in its logs and its text evidence.
         self.masker = masker if masker is not None else Masker()
         self._credentials = credentials
+        # This attempt's own credential (attempt_credentials): what the orchestrator accepts
+        # from a job's process, and only while this attempt runs.
+        self.credential = credential
         self.browser = browser
         self.log = logging.getLogger(f"botyard.job.{automation}")
         self.log.propagate = False
@@ -181,12 +189,13 @@ class JobContext:
     def totp(self, provider: str, account: str | None = None, *, timeout: float = 90.0) -> str:
         """A fresh TOTP code from the orchestrator, whose time step no other job received.
 
-        The secret stays with the orchestrator (``BOTYARD_URL``); the worker's
-        ``BOTYARD_WORKER_TOKEN`` authorises the call. It may wait up to one time step.
+        The secret stays with the orchestrator (``BOTYARD_URL``); the attempt's own credential
+        authorises the call (the worker derives it from ``BOTYARD_WORKER_TOKEN``, which the job
+        never sees). It may wait up to one time step.
         """
         import httpx
 
-        base, headers = _orchestrator()
+        base, headers = _orchestrator(self.credential)
         body: dict[str, Any] = {"job_id": self.job_id}
         if account:
             body["account"] = account
@@ -213,7 +222,7 @@ class JobContext:
         import httpx
 
         provider, account = self._totp
-        base, headers = _orchestrator()
+        base, headers = _orchestrator(self.credential)
         with contextlib.suppress(httpx.HTTPError):  # a figure, not the job's business
             httpx.post(
                 f"{base}/totp/{provider}/consumed",

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Mapping
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,28 @@ from botyard.errors import AutomationError
 from botyard.processes import kill_tree
 
 _SUPERVISOR = str(Path(__file__).with_name("supervisor.py"))
+# Botyard's own secrets: a job's process needs none of them (a job gets a credential of its own
+# attempt instead of the worker token, and never reaches the store or Redis). Whatever else the
+# environment holds (portal credentials, BOTYARD_URL, settings) is the job's to use.
+WORKER_SECRETS = frozenset(
+    {
+        "BOTYARD_WORKER_TOKEN",
+        "DATABASE_URL",
+        "JWT_SECRET",
+        "JWT_SECRET_KEY",
+        "ADMIN_PASSWORD",
+        "TASK_AUTH_TOKEN",
+        "REDIS_URL",
+        "VALKEY_PASSWORD",
+    }
+)
+
+
+def job_environment(environ: Mapping[str, str], tmpdir: str) -> dict[str, str]:
+    """The environment of a job's processes: the worker's, less Botyard's own secrets."""
+    env = {name: value for name, value in environ.items() if name not in WORKER_SECRETS}
+    env["TMPDIR"] = tmpdir
+    return env
 
 
 class ChildProcess:
@@ -52,7 +75,7 @@ class ChildProcess:
             pass_fds=[child_sock.fileno(), lifeline_read],
             start_new_session=True,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, "TMPDIR": self.tmpdir},
+            env=job_environment(os.environ, self.tmpdir),
         )
         child_sock.close()
         os.close(lifeline_read)

@@ -67,6 +67,7 @@ def agent(
         heartbeat_interval=ws.heartbeat_interval,
         shutdown_grace=ws.shutdown_grace,
         data_dir=settings.store.data_dir,
+        worker_token=settings.agent.token,  # its jobs get per-attempt credentials from it
         endpoint=advertised.rstrip("/"),
     )
     worker = AgentWorker(runtime.store, runtime.bus, config, events=runtime.events)

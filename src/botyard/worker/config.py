@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from botyard.jobs import JobStatus
 from botyard.version import __version__
 
@@ -30,6 +32,8 @@ class WorkerConfig:
     data_dir: Path = Path(".botyard")
     mode: str = "pull"  # pull: claims its own jobs; agent: runs what the orchestrator pushes
     endpoint: str | None = None  # agent: the URL the orchestrator reaches it at
+    # BOTYARD_WORKER_TOKEN: each attempt gets a credential derived from it, never the token.
+    worker_token: SecretStr | None = None
 
     def __post_init__(self) -> None:
         if not self.worker_id:

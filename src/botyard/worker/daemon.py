@@ -27,6 +27,7 @@ from botyard.bus.redis_lists import RedisJobLists
 from botyard.bus.wakeups import Wakeups
 from botyard.events import EventPublisher, Heartbeat, JobEvent, NullPublisher
 from botyard.jobs import JobStatus, Outcome
+from botyard.masking import Masker
 from botyard.store.records import ClaimedJob, Completion
 from botyard.store.sql import SqlStore
 from botyard.version import __version__
@@ -52,6 +53,7 @@ class PullWorker:
         *,
         events: EventPublisher | None = None,
         lists: RedisJobLists | None = None,
+        masker: Masker | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -87,6 +89,9 @@ class PullWorker:
         self._subscription: Subscription | None = None
         self._listener: threading.Thread | None = None
         cap = None if config.max_retries is None else config.max_retries + 1
+        token = config.worker_token.get_secret_value() if config.worker_token else None
+        # The secrets the worker knows and its jobs' processes are not given (and the rest).
+        masker = masker or Masker.from_environment()
         self.slots = [
             Slot(
                 i,
@@ -100,6 +105,8 @@ class PullWorker:
                 should_run=self._should_run,
                 on_free=self._on_free,
                 fence_at=self.fences.kill_at,
+                worker_token=token,
+                masker=masker,
             )
             for i in range(config.concurrency)
         ]

@@ -11,8 +11,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from botyard import attempt_credentials
 from botyard.automations.pool import ChildProcess
 from botyard.jobs import Outcome
+from botyard.masking import Masker
 from botyard.store.records import Activity, ClaimedJob, Completion
 from botyard.worker.writer import StoreWriter
 
@@ -38,6 +40,8 @@ class Slot:
         should_run: Callable[[ClaimedJob], bool],
         on_free: Callable[[ClaimedJob, float | None], None],
         fence_at: Callable[[int, int], float | None] = lambda _job_id, _attempt: None,
+        worker_token: str | None = None,
+        masker: Masker | None = None,
     ) -> None:
         self.index = index
         self.inbox = inbox
@@ -50,6 +54,10 @@ class Slot:
         self.should_run = should_run
         self.on_free = on_free
         self.fence_at = fence_at  # when the job's tree is killed unless its lease is renewed
+        self.worker_token = worker_token
+        # Botyard's own secrets, which a job's process is not given: should one reach a job's
+        # output anyway, it is masked here before it is stored.
+        self.masker = masker or Masker()
         self.child: ChildProcess | None = None
         self.job: ClaimedJob | None = None
         self._abort: Outcome | None = None
@@ -171,6 +179,7 @@ class Slot:
                         "automation": job.automation,
                         "payload": job.payload,
                         "evidence_dir": str(evidence_dir),
+                        "credential": self._credential(job),
                     },
                 )
             )
@@ -192,7 +201,8 @@ class Slot:
                 kind = message[0]
                 if kind == "done":
                     _, outcome, result, error, _started = message
-                    return Outcome(outcome), result, error, side_effect
+                    masked = self.masker.mask_json
+                    return Outcome(outcome), masked(result), masked(error), side_effect
                 if kind == "side_effect":
                     ok = self.writer.side_effect(job.id, job.attempt, message[1])
                     if ok and side_effect is None:
@@ -216,12 +226,17 @@ class Slot:
             error = {"type": "WorkerCrash", "message": f"the job's process {description}"}
             return Outcome.CRASHED, None, error, side_effect
 
-    @staticmethod
-    def _activity(job: ClaimedJob, message: tuple[Any, ...]) -> Activity:
+    def _credential(self, job: ClaimedJob) -> str | None:
+        """The attempt's own credential for the orchestrator; none without a worker token."""
+        if not self.worker_token:
+            return None
+        return attempt_credentials.mint(self.worker_token, job.id, job.attempt)
+
+    def _activity(self, job: ClaimedJob, message: tuple[Any, ...]) -> Activity:
         kind = message[0]
         if kind == "log":
             _, level, text, ts = message
-            data = {"level": level, "message": text}
+            data = {"level": level, "message": self.masker.mask(text)}
         elif kind == "step_start":
             _, name, ts = message
             data = {"name": name}
