@@ -136,3 +136,12 @@ def test_login_limits_off() -> None:
     limits = LoginLimits(None, None)
     for _ in range(100):
         limits.check("admin", "10.0.0.1")
+
+
+def test_what_was_typed_as_a_name_is_kept_as_a_short_digest() -> None:
+    limits = LoginLimits(Rate(3, 60), Rate(10, 3600))
+    typed = "a password typed into the name field " * 30_000  # about 1 MiB
+    limits.check(typed, "10.0.0.1")
+    assert limits.per_address is not None and limits.per_account is not None
+    keys = [*limits.per_address._hits, *limits.per_account._hits]
+    assert len(keys) == 2 and all(len(key) < 64 and "password" not in key for key in keys)

@@ -17,6 +17,7 @@ account alone; the data-subject request form counts every request of an address:
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import math
 import threading
@@ -152,6 +153,7 @@ class LoginLimits:
     def check(self, account: str, address: str) -> None:
         """Count a login of ``account`` from ``address`` as failed until ``succeeded``; raise
         ``RateLimitExceeded`` (counting nothing) when it must wait."""
+        account = _digest(account)
         pair = f"{address} {account}"
         if self.per_address is not None:
             wait = self.per_address.hit(pair)
@@ -172,6 +174,7 @@ class LoginLimits:
 
     def succeeded(self, account: str, address: str) -> None:
         """The password was right: not a failure, and ``address`` is where the account logs in."""
+        account = _digest(account)
         if self.per_address is not None:
             self.per_address.take_back(f"{address} {account}")
         if self.per_account is not None:
@@ -186,6 +189,11 @@ class LoginLimits:
         with self._lock:
             since = self._known.get((account, address))
         return since is not None and self.clock() - since < self.KNOWN_FOR
+
+
+def _digest(account: str) -> str:
+    # What was typed as a name may be long (or someone's password): keep a digest of it only.
+    return hashlib.sha256(account.encode(errors="surrogatepass")).hexdigest()[:32]
 
 
 def client_key(host: str) -> str:
