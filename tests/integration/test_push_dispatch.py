@@ -234,3 +234,22 @@ def test_a_real_agent_proves_itself_and_one_of_another_installation_does_not(
             stranger.register(endpoint)  # the agent refuses its signature
     finally:
         stranger.http.close()
+
+
+def test_the_agent_checks_signatures_without_reading_big_bodies(agent: AgentWorker) -> None:
+    from botyard.agent_signature import sign
+
+    url = agent.config.endpoint
+    status = {"Authorization": sign(TOKEN, "GET", "/status", b"")}
+    assert httpx.get(f"{url}/status", headers=status).status_code == 200
+    assert httpx.get(f"{url}/status", headers=status).status_code == 401  # a copy, sent again
+    big = b"x" * (65 * 1024)
+    signed = {"Authorization": sign(TOKEN, "POST", "/execute", big)}
+    assert httpx.post(f"{url}/execute", content=big, headers=signed).status_code == 413
+    body = b'{"job_id": 1, "attempt": 1}'
+
+    def chunks() -> Iterator[bytes]:
+        yield body
+
+    signed = {"Authorization": sign(TOKEN, "POST", "/execute", body)}
+    assert httpx.post(f"{url}/execute", content=chunks(), headers=signed).status_code == 413

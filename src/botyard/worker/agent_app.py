@@ -120,9 +120,11 @@ async def _authenticate(
     if bearer_matches(authorization, token):
         return None
     if signatures is not None and authorization.startswith(SCHEME):
+        # The body is read here to check its digest: only a small one of a declared length.
         length = request.headers.get("content-length", "0")
-        if not length.isdigit() or int(length) > _MAX_SIGNED_BODY:
-            body = error_body("Request body too large", "PayloadTooLarge")
+        chunked = "transfer-encoding" in request.headers
+        if chunked or not length.isdigit() or int(length) > _MAX_SIGNED_BODY:
+            body = error_body("Request body too large or of no stated length", "PayloadTooLarge")
             return JSONResponse(body, status_code=413)
         raw_path = request.scope.get("raw_path") or request.url.path.encode()
         query = request.scope.get("query_string", b"")
