@@ -98,8 +98,8 @@ def rollup(snapshot: Snapshot) -> tuple[Level, list[str]]:
 
 def take_snapshot(store: SqlStore, *, stale_after: float, scheduler_running: bool) -> Snapshot:
     try:
-        with store.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        with store.engine.connect().execution_options(readonly=True) as conn:
+            conn.execute(text("SELECT 1"))  # read-only: no queueing for SQLite's write lock
         status = store.processing_status(recent=0)
         queues = store.queue_depths()
     except Exception:

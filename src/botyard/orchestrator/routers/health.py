@@ -33,7 +33,8 @@ async def live() -> Health:
 def ready(runtime: RuntimeDep) -> JSONResponse:
     checks: dict[str, str] = {}
     try:
-        with runtime.store.engine.connect() as conn:
+        # Read-only: on SQLite a write transaction would queue for the lock (up to 30 s).
+        with runtime.store.engine.connect().execution_options(readonly=True) as conn:
             conn.execute(text("SELECT 1"))
     except Exception as exc:
         checks["store"] = f"unavailable: {type(exc).__name__}"
