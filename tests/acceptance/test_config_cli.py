@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from pydantic import BaseModel
 
 from botyard.settings import Settings
@@ -127,12 +128,15 @@ def test_config_check_connects_to_the_database_and_redis(tmp_path: Path) -> None
     assert "redis-password-never-printed" not in no_redis.stdout + no_redis.stderr
 
 
-def test_server_with_an_unreachable_database_says_so_in_a_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", ["server", "up"])
+def test_server_with_an_unreachable_database_says_so_in_a_line(
+    tmp_path: Path, command: str
+) -> None:
     database = f"postgresql://bot:db-password-never-printed@127.0.0.1:{_closed_port()}/botyard"
     environment = {**os.environ, "BOTYARD_DATA_DIR": str(tmp_path), "DATABASE_URL": database}
     environment["JWT_SECRET"] = SECRETS["JWT_SECRET"]
     server = subprocess.run(
-        [sys.executable, "-m", "botyard", "server", "--port", str(_closed_port())],
+        [sys.executable, "-m", "botyard", command, "--port", str(_closed_port())],
         env=environment,
         capture_output=True,
         text=True,

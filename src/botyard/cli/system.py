@@ -21,10 +21,22 @@ from botyard.cli.options import (
 )
 from botyard.cli.supervisor import Supervisor, interrupts_as_exit, wait_healthy
 from botyard.errors import BotyardError
+from botyard.settings import Settings
 from botyard.store.engine import build_engine, current_revision, upgrade
 
 console = Console(stderr=True)
 db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
+
+
+def refuse_unreachable(settings: Settings) -> None:
+    """Exit 2 with a line saying why when the store cannot be reached: starting would fail
+    with a traceback (Redis may be away: Botyard runs without it, degraded)."""
+    from botyard.orchestrator import preflight
+
+    for problem in (unreachable := preflight.connection_problems(settings, redis=False)):
+        console.print(problem, style="red", markup=False, highlight=False, soft_wrap=True)
+    if unreachable:
+        raise typer.Exit(2)
 
 
 def server(
@@ -40,7 +52,7 @@ def server(
     It serves HTTPS (TLS 1.2 or newer) when SSL_CERT_PATH and SSL_KEY_PATH are set.
     """
     from botyard.automations.registry import load_automations
-    from botyard.orchestrator import preflight, tls
+    from botyard.orchestrator import tls
     from botyard.orchestrator.app import create_app
 
     try:
@@ -55,11 +67,7 @@ def server(
     except (BotyardError, ValidationError) as exc:
         console.print(str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from exc
-    # A store it cannot reach would fail the start-up with a traceback; say so in a line.
-    for problem in (unreachable := preflight.connection_problems(settings, redis=False)):
-        console.print(problem, style="red", markup=False, highlight=False, soft_wrap=True)
-    if unreachable:
-        raise typer.Exit(2)
+    refuse_unreachable(settings)
     uvicorn.run(
         app,
         host=host or settings.server.host,
@@ -164,6 +172,7 @@ def up(
     env = {**os.environ, "BOTYARD_DATA_DIR": str(settings.store.data_dir.resolve())}
     if database_url:
         env["DATABASE_URL"] = database_url
+    refuse_unreachable(settings)
     upgrade(build_engine(settings.store.url))  # once, before the processes race to it
     supervisor = Supervisor(env)
     # The orchestrator validates submissions against the same automations the workers run.
