@@ -141,3 +141,12 @@ def test_passwords_over_72_bytes_log_in_and_bcrypt_hashes_are_upgraded(
         stored = conn.execute(select(users.c.password_hash).where(users.c.username == "old"))
         assert stored.scalar_one().startswith("$argon2id$")  # re-hashed at the login
     assert api.get("/jobs", headers=token(api, "old", "old-bcrypt-pw")).status_code == 200
+
+
+def test_the_dashboard_login_shares_the_api_s_failed_login_limit(make_api: MakeApi) -> None:
+    api = make_api(TOKEN_RATE_LIMIT="2/minute")
+    form = {"username": "admin", "password": "wrong"}
+    assert [api.post("/ui/login", data=form).status_code for _ in range(2)] == [401, 401]
+    refused = api.post("/ui/login", data=form)
+    assert refused.status_code == 429 and "text/html" in refused.headers["content-type"]
+    assert api.post("/token", data={**form, "password": "admin-password"}).status_code == 429
