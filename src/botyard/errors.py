@@ -59,6 +59,21 @@ class LeaseLost(JobError):
     """The attempt no longer holds the job: another attempt or a person has taken it over."""
 
 
+class StoreUnavailable(BotyardError):
+    """The store cannot be reached or cannot write just now; try again shortly."""
+
+
+# -- requests --------------------------------------------------------------
+
+
+class InvalidInput(BotyardError):
+    """The request carries text or JSON that Botyard does not take (see ``errors``)."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__(errors=errors)
+        self.errors = errors
+
+
 # -- privacy ---------------------------------------------------------------
 
 

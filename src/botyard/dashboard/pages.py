@@ -31,14 +31,22 @@ from botyard.dashboard.session import (
     open_session,
     safe_next,
 )
-from botyard.errors import BotyardError, InvalidCredentials, PayloadInvalid, PermissionDenied
+from botyard.errors import (
+    BotyardError,
+    InvalidCredentials,
+    InvalidInput,
+    PayloadInvalid,
+    PermissionDenied,
+)
 from botyard.jobs import CANCELLABLE, FINAL_STATUSES, RETRYABLE_BY_PERSON, JobStatus
 from botyard.orchestrator.deps import RuntimeDep, ServiceDep, client_of
 from botyard.orchestrator.errors import status_for
 from botyard.orchestrator.health import rollup, stale_after
+from botyard.orchestrator.input_rules import load_json
 from botyard.orchestrator.logins import log_in
 from botyard.orchestrator.routers.evidence import stored_evidence
 from botyard.orchestrator.routers.status import current_snapshot
+from botyard.orchestrator.schemas import Id
 from botyard.orchestrator.service import Submission
 from botyard.orchestrator.users import UserAdmin
 from botyard.store.accounts import UnknownUser
@@ -314,7 +322,9 @@ def submit_job(
         )
 
     try:
-        data = json.loads(payload or "{}")
+        data = load_json(payload or "{}", ("payload",))
+    except InvalidInput as exc:  # the API's rules for JSON (depth, NUL, lone surrogates)
+        return refused(f"The payload cannot be taken: {exc.errors[0]['msg']}.")
     except ValueError as exc:
         return refused(f"The payload is not JSON: {exc}")
     if not isinstance(data, dict):
@@ -335,7 +345,7 @@ def submit_job(
 
 @router.get("/jobs/{job_id}")
 def job_page(
-    request: Request, user: User, runtime: RuntimeDep, job_id: int, partial: bool = False
+    request: Request, user: User, runtime: RuntimeDep, job_id: Id, partial: bool = False
 ) -> HTMLResponse:
     user.require("job:read")
     return _job(request, runtime, user, job_id, partial=partial)
@@ -398,7 +408,7 @@ def resolve_job(
     user: User,
     runtime: RuntimeDep,
     service: ServiceDep,
-    job_id: int,
+    job_id: Id,
     csrf: Annotated[str, Form()],
     outcome: Annotated[str, Form(pattern="^(succeeded|failed)$")],
     note: Annotated[str, Form(min_length=1, max_length=2000)],
@@ -428,7 +438,7 @@ def cancel_or_retry_job(
     user: User,
     runtime: RuntimeDep,
     service: ServiceDep,
-    job_id: int,
+    job_id: Id,
     action: Literal["cancel", "retry"],
     csrf: Annotated[str, Form()],
 ) -> Response:
@@ -446,7 +456,7 @@ def cancel_or_retry_job(
 
 
 @router.get("/evidence/{evidence_id}")
-def evidence_file(request: Request, user: User, runtime: RuntimeDep, evidence_id: int) -> Response:
+def evidence_file(request: Request, user: User, runtime: RuntimeDep, evidence_id: Id) -> Response:
     """A job's evidence file for the logged-in user (the API's ``/evidence`` wants a bearer)."""
     user.require("evidence:read")
     found = stored_evidence(runtime, evidence_id)

@@ -20,6 +20,7 @@ from botyard.orchestrator.auth import Authenticator, ensure_admin
 from botyard.orchestrator.browsers import BrowserHost
 from botyard.orchestrator.dispatch import AgentDispatcher
 from botyard.orchestrator.health import Clock, stale_after, take_snapshot
+from botyard.orchestrator.input_rules import InputRules
 from botyard.orchestrator.limits import BodySizeLimit
 from botyard.orchestrator.prometheus import (
     StoreCollector,
@@ -151,6 +152,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         lifespan=lifespan,
     )
     errors.install(app)
+    app.add_middleware(InputRules)  # inside the size limit: the body it reads is bounded
     app.add_middleware(BodySizeLimit, max_bytes=settings.server.max_body_bytes)
     app.state.rate_limiters = RateLimiters.from_settings(settings.rate_limits)
     app.state.login_limits = LoginLimits.from_settings(settings.rate_limits)

@@ -21,6 +21,7 @@ from botyard.errors import (
     BrowserError,
     BrowserUnavailable,
     InvalidCredentials,
+    InvalidInput,
     InvalidToken,
     InvalidTransition,
     JobNotFound,
@@ -30,6 +31,7 @@ from botyard.errors import (
     PrivacyRequestClosed,
     PrivacyRequestNotFound,
     RateLimitExceeded,
+    StoreUnavailable,
     SubjectHasActiveJobs,
     UnknownAutomation,
 )
@@ -37,6 +39,8 @@ from botyard.log_throttle import LogThrottle, fingerprint
 from botyard.totp import TotpNotConfigured, TotpUnavailable
 
 log = logging.getLogger("botyard.api")
+STORE_RETRY_AFTER = 5  # seconds: a restart or a fail-over of the database takes about that
+_store_down = LogThrottle(log)
 
 _STATUS: list[tuple[type[BotyardError], int]] = [
     (JobNotFound, 404),
@@ -54,6 +58,7 @@ _STATUS: list[tuple[type[BotyardError], int]] = [
     (RateLimitExceeded, 429),
     (BrowserUnavailable, 503),
     (BrowserError, 409),
+    (StoreUnavailable, 503),
 ]
 
 
@@ -73,13 +78,20 @@ def _respond(
 
 def status_for(exc: BotyardError) -> int:
     """The HTTP status of an error (the dashboard shows the same as the API answers)."""
-    if isinstance(exc, PayloadInvalid | UnknownAutomation):
+    if isinstance(exc, PayloadInvalid | UnknownAutomation | InvalidInput):
         return 422
     return next((code for kind, code in _STATUS if isinstance(exc, kind)), 400)
 
 
 async def _botyard_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, BotyardError)
+    return botyard_response(exc)
+
+
+def botyard_response(exc: BotyardError) -> JSONResponse:
+    """The answer to ``exc``; for the handlers and for middleware outside them."""
+    if isinstance(exc, InvalidInput):
+        return _respond(422, exc.errors, "ValidationError")
     if isinstance(exc, PayloadInvalid):
         detail = [{**e, "loc": ["body", "payload", *e["loc"]]} for e in exc.errors]
         return _respond(422, detail, "ValidationError")
@@ -90,11 +102,18 @@ async def _botyard_error(_request: Request, exc: Exception) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if isinstance(exc, RateLimitExceeded):
         headers = {"Retry-After": str(exc.retry_after)}
+    if isinstance(exc, StoreUnavailable):
+        _store_down(f"the store is unavailable: {exc.__cause__ or exc}", key="store")
+        headers = {"Retry-After": str(STORE_RETRY_AFTER)}
     return _respond(status, str(exc), type(exc).__name__, headers)
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    return http_response(exc)
+
+
+def http_response(exc: StarletteHTTPException) -> JSONResponse:
     names = {
         401: "AuthenticationError",
         403: "PermissionDenied",

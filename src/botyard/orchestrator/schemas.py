@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from botyard.jobs import JobStatus
 from botyard.store.records import JobRecord, WorkerRecord
+
+#: The stores' ids are 64-bit integers and attempt numbers 32-bit ones: a larger number in a
+#: query fails inside the driver (a 500), so every number that reaches the store is bounded
+#: where it comes in (path, query, body).
+MAX_INT = 2**63 - 1
+MAX_INT32 = 2**31 - 1
+Id = Annotated[int, Field(ge=1, le=MAX_INT)]
+Offset = Annotated[int, Field(ge=0, le=MAX_INT)]
+AttemptNumber = Annotated[int, Field(ge=1, le=MAX_INT32)]
 
 
 class JobIn(BaseModel):

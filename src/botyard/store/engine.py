@@ -1,18 +1,33 @@
-"""Engines for SQLite (WAL, one writer at a time, no lost writes) and PostgreSQL, and migrations."""
+"""Engines for SQLite (WAL, one writer at a time, no lost writes) and PostgreSQL, and migrations.
+
+Both engines keep SQL parameters out of their exceptions (``hide_parameters``): a failing
+statement's parameters are job payloads and results, personal data that a log must not keep
+out of reach of the privacy erasure. And both raise ``StoreUnavailable`` when the database
+cannot be reached or cannot write, so that callers can tell an outage from a bug.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy import Connection, Engine, ExceptionContext, create_engine, event, make_url, text
+
+from botyard.errors import StoreUnavailable
 
 _PG_MIGRATION_LOCK = 0x626F7479617264  # "botyard"; any process migrating holds it
+# SQLite's primary result codes for a database that is busy, locked, full, unreadable or
+# read-only: an outage. Its other errors (no such table, a syntax error) are bugs.
+_SQLITE_UNAVAILABLE = {5, 6, 8, 10, 13, 14, 15}  # BUSY LOCKED READONLY IOERR FULL CANTOPEN PROTOCOL
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def build_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> Engine:
@@ -30,10 +45,77 @@ def build_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> Eng
             connect_args={"timeout": 30, "check_same_thread": False},
             pool_size=pool_size,
             max_overflow=pool_size,
+            hide_parameters=True,
+            json_deserializer=_sqlite_json,
         )
         _sqlite_setup(engine)
-        return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=pre_ping)
+    else:
+        engine = create_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=pre_ping,
+            hide_parameters=True,
+            json_serializer=_postgres_json,
+        )
+    event.listen(engine, "handle_error", _unavailable)
+    return engine
+
+
+def _unavailable(context: ExceptionContext) -> None:
+    """Raise ``StoreUnavailable`` for an error that says the database is away, not a bug."""
+    if context.is_pre_ping:
+        return  # the pool replaces a dead connection by itself
+    error = context.original_exception
+    if context.is_disconnect:
+        raise StoreUnavailable() from error
+    if context.dialect.name == "sqlite":
+        code = getattr(error, "sqlite_errorcode", None)
+        if code is not None and code & 0xFF in _SQLITE_UNAVAILABLE:
+            raise StoreUnavailable() from error
+    elif isinstance(error, context.dialect.loaded_dbapi.OperationalError):
+        # psycopg's: refused or lost connections, shutdowns, too many clients, a full disk,
+        # cancelled statements and lost serialisations, which a later try can get through.
+        raise StoreUnavailable() from error
+
+
+def _sqlite_json(text: str) -> Any:
+    """JSON as SQLite keeps it. Rows stored before the API refused lone surrogates may hold
+    some (as ``\\udXXX`` escapes): they read back as U+FFFD, since no answer could carry them."""
+    document = json.loads(text)
+    if _SURROGATE_ESCAPE.search(text) is None:
+        return document
+    return _replace_surrogates(document)
+
+
+def _postgres_json(value: Any) -> str:
+    """JSON for ``jsonb``, which cannot hold NUL or a lone surrogate. Refused here rather than
+    by the server, whose error quotes the document up to the character (personal data, in a
+    log) where this one names neither."""
+    text = json.dumps(value)
+    if ("\\u0000" in text or _SURROGATE_ESCAPE.search(text)) and _unstorable(value):
+        raise ValueError("PostgreSQL cannot store NUL (U+0000) or a lone surrogate in JSON")
+    return text
+
+
+def _unstorable(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value or _LONE_SURROGATE.search(value) is not None
+    if isinstance(value, list):
+        return any(_unstorable(item) for item in value)
+    if isinstance(value, dict):
+        return any(_unstorable(k) or _unstorable(v) for k, v in value.items())
+    return False
+
+
+def _replace_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_replace_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
+    return value
 
 
 def _sqlite_setup(engine: Engine) -> None:

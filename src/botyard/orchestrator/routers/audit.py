@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query
 
 from botyard.orchestrator.auth import Principal
 from botyard.orchestrator.deps import RuntimeDep, require
-from botyard.orchestrator.schemas import AuditEventOut, AuditPage
+from botyard.orchestrator.schemas import AuditEventOut, AuditPage, Offset
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
@@ -20,7 +20,7 @@ def list_events(
     action: Annotated[str | None, Query(max_length=100, examples=["login_failed"])] = None,
     actor: Annotated[str | None, Query(max_length=150)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> AuditPage:
     """Audit events, newest first."""
     audit = runtime.store.audit

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from botyard.orchestrator.auth import Principal
 from botyard.orchestrator.deps import RuntimeDep, require
+from botyard.orchestrator.schemas import Id
 from botyard.store.records import EvidenceRecord
 from botyard.wiring import Runtime
 
@@ -36,7 +37,7 @@ class JobEvidence(BaseModel):
 
 
 @router.get("/jobs/{job_id}/screenshots")
-def job_screenshots(job_id: int, runtime: RuntimeDep, _who: Viewer) -> JobEvidence:
+def job_screenshots(job_id: Id, runtime: RuntimeDep, _who: Viewer) -> JobEvidence:
     """Every evidence file of the job (screenshots, page HTML, attachments), oldest first."""
     items = runtime.store.evidence(job_id)
     return JobEvidence(
@@ -58,7 +59,7 @@ def job_screenshots(job_id: int, runtime: RuntimeDep, _who: Viewer) -> JobEviden
 
 
 @router.get("/evidence/{evidence_id}", response_class=FileResponse)
-def download(evidence_id: int, runtime: RuntimeDep, _who: Viewer) -> FileResponse:
+def download(evidence_id: Id, runtime: RuntimeDep, _who: Viewer) -> FileResponse:
     found = stored_evidence(runtime, evidence_id)
     if found is None:
         raise HTTPException(404, f"evidence {evidence_id} not found")

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from botyard.jobs import Outcome
 from botyard.orchestrator.deps import ServiceDep, client_of, worker_token
+from botyard.orchestrator.schemas import AttemptNumber, Id
 
 router = APIRouter(prefix="/jobs", tags=["external jobs"], dependencies=[Depends(worker_token)])
 
@@ -34,7 +35,7 @@ class ExternalStarted(BaseModel):
 class ExternalFinish(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    attempt: Annotated[int, Field(ge=1)]
+    attempt: AttemptNumber
     worker_id: Annotated[str, Field(pattern=_WORKER)]
     outcome: Literal["succeeded", "error", "timeout", "business_error"]
     result: Any = None
@@ -68,7 +69,7 @@ def start(body: ExternalStart, service: ServiceDep, request: Request) -> Externa
     },
 )
 def finish(
-    job_id: int, body: ExternalFinish, service: ServiceDep, request: Request
+    job_id: Id, body: ExternalFinish, service: ServiceDep, request: Request
 ) -> ExternalFinished:
     """Close the attempt with its outcome: 409 when the worker no longer holds it, 403 for a
     job that is not an external one (a pull or agent worker's job closes through its worker)."""

@@ -12,12 +12,14 @@ from botyard.orchestrator.auth import Principal
 from botyard.orchestrator.deps import RuntimeDep, ServiceDep, client_of, require
 from botyard.orchestrator.schemas import (
     BulkRetryOut,
+    Id,
     JobDetail,
     JobIn,
     JobLogs,
     JobOut,
     JobPage,
     LogLineOut,
+    Offset,
     ResolveIn,
     RetryFilter,
 )
@@ -77,7 +79,7 @@ def list_jobs(
     queue: str | None = None,
     since: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> JobPage:
     items, total = runtime.store.list_jobs(
         JobFilter(
@@ -91,17 +93,17 @@ def list_jobs(
 
 @router.get("/{job_id}")
 def get_job(
-    job_id: int, runtime: RuntimeDep, _who: Annotated[Principal, Depends(require("job:read"))]
+    job_id: Id, runtime: RuntimeDep, _who: Annotated[Principal, Depends(require("job:read"))]
 ) -> JobDetail:
     return JobDetail.of(runtime.store.get_job(job_id))
 
 
 @router.get("/{job_id}/logs")
 def job_logs(
-    job_id: int,
+    job_id: Id,
     runtime: RuntimeDep,
     _who: Annotated[Principal, Depends(require("job:read"))],
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> JobLogs:
     lines = runtime.store.logs(job_id, after=after, limit=limit)
@@ -112,7 +114,7 @@ def job_logs(
 
 @router.post("/{job_id}/cancel")
 def cancel(
-    job_id: int,
+    job_id: Id,
     request: Request,
     service: ServiceDep,
     who: Annotated[Principal, Depends(require("job:cancel"))],
@@ -122,7 +124,7 @@ def cancel(
 
 @router.post("/{job_id}/retry")
 def retry(
-    job_id: int,
+    job_id: Id,
     request: Request,
     service: ServiceDep,
     who: Annotated[Principal, Depends(require("job:retry"))],
@@ -132,7 +134,7 @@ def retry(
 
 @router.post("/{job_id}/resolve")
 def resolve(
-    job_id: int,
+    job_id: Id,
     body: ResolveIn,
     request: Request,
     service: ServiceDep,

@@ -12,6 +12,7 @@ from botyard.orchestrator.auth import Principal
 from botyard.orchestrator.deps import RuntimeDep, client_of, require
 from botyard.orchestrator.privacy import Actor, PrivacyService, notice
 from botyard.orchestrator.ratelimit import rate_limited
+from botyard.orchestrator.schemas import Offset
 from botyard.store.privacy import PrivacyRequest
 
 router = APIRouter(prefix="/privacy", tags=["privacy"])
@@ -151,7 +152,7 @@ def list_requests(
     request: Request,
     status: Annotated[Literal["received", "fulfilled", "rejected"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> PrivacyRequestPage:
     """Requests newest first (admins)."""
     found, total = service.page(

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
+import httpx
 from fastapi import APIRouter, Depends, HTTPException, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from botyard.orchestrator.auth import Principal
 from botyard.orchestrator.deps import RuntimeDep, client_of, require
@@ -26,6 +28,20 @@ class AgentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     endpoint: Annotated[str, Field(min_length=8, max_length=500, pattern=r"^https?://")]
+
+    @field_validator("endpoint")
+    @classmethod
+    def _is_a_url(cls, value: str) -> str:
+        """A URL the dispatcher can send to: a host, a port in range, no spaces."""
+        try:
+            parts = urlsplit(value)  # "http://[::1" raises here, a port of 99999 on .port
+            if not parts.hostname or parts.port == 0 or any(c.isspace() for c in value):
+                raise ValueError("not a URL with a host")
+            httpx.URL(value)
+        except (ValueError, httpx.InvalidURL) as exc:
+            message = f"must be an agent's http(s) URL, e.g. http://agent-1:8001 ({exc})"
+            raise ValueError(message) from None
+        return value
 
 
 @router.get("")
