@@ -17,31 +17,29 @@ import socket
 import threading
 import time
 from datetime import UTC, datetime
-from functools import partial
 from types import FrameType
 from typing import Any
 
-from botyard.browsers import sweeper as browser_sweeper
 from botyard.bus.base import CANCEL, JOBS, Bus, Subscription
 from botyard.bus.redis_lists import RedisJobLists
 from botyard.bus.wakeups import Wakeups
-from botyard.events import EventPublisher, Heartbeat, JobEvent, NullPublisher
+from botyard.events import EventPublisher, JobEvent, NullPublisher
 from botyard.jobs import JobStatus, Outcome
 from botyard.masking import Masker
 from botyard.store.records import ClaimedJob, Completion
 from botyard.store.sql import SqlStore
 from botyard.version import __version__
-from botyard.worker import job_sweeper
 from botyard.worker.config import Stats, WorkerConfig
 from botyard.worker.feed import RedisFeed
 from botyard.worker.fences import Fences
 from botyard.worker.slot import Slot
+from botyard.worker.upkeep import Upkeep
 from botyard.worker.writer import StoreWriter
 
 log = logging.getLogger("botyard.worker")
 
 _PREFETCH_BELOW_SECONDS = 1.0
-_BROWSER_SWEEP_INTERVAL = 30.0
+_HOST_SWEEP_INTERVAL = 30.0  # browsers and job processes whose owner died
 
 
 class PullWorker:
@@ -110,6 +108,14 @@ class PullWorker:
             )
             for i in range(config.concurrency)
         ]
+        self.upkeep = Upkeep(
+            store,
+            config,
+            wakeups=self.wakeups,
+            events=self.events,
+            stats=self.stats,
+            slots=self.slots,
+        )
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -138,16 +144,14 @@ class PullWorker:
             endpoint=cfg.endpoint,
         )
         # What an earlier run's jobs left running dies before their jobs are recovered.
-        self._sweep_host()
+        self.upkeep.sweep_host()
         # Jobs still marked as ours are orphans of an earlier run under the same id.
         orphans = self.store.release_orphans(cfg.worker_id)
         if orphans:
             log.warning(
                 "recovered %d jobs left running by an earlier %s", len(orphans), cfg.worker_id
             )
-            self._announce_recovered(orphans)  # their events, and Redis entries for them
-            for queue_name in cfg.queues:  # jobs waiting for keys they held
-                self.wakeups.queue(queue_name)
+            self.upkeep.announce_recovered(orphans)
         self._subscription = self.bus.subscribe()
         self.writer.start()
         for slot in self.slots:
@@ -399,19 +403,19 @@ class PullWorker:
 
     def _keep(self) -> None:
         cfg = self.config
-        next_beat = next_sweep = next_browsers = 0.0
+        next_beat = next_sweep = next_host_sweep = 0.0
         while not self._stopped.wait(cfg.renew_interval):
             self._renew()
             now = time.monotonic()
             if now >= next_beat:
                 next_beat = now + cfg.heartbeat_interval
-                self._heartbeat("stopping" if self._stopping.is_set() else "online")
-            if now >= next_browsers:
-                next_browsers = now + _BROWSER_SWEEP_INTERVAL
-                self._sweep_host()
+                self.upkeep.heartbeat("stopping" if self._stopping.is_set() else "online")
+            if now >= next_host_sweep:
+                next_host_sweep = now + _HOST_SWEEP_INTERVAL
+                self.upkeep.sweep_host()
             if now >= next_sweep and not self._stopping.is_set():
                 next_sweep = now + cfg.recover_interval
-                self._sweep()
+                self.upkeep.recover_expired()
 
     def _renew(self, only: set[int] | None = None) -> None:
         with self._cond:
@@ -450,50 +454,6 @@ class PullWorker:
             log.warning("job %s attempt %s lost its lease; stopping it", job_id, attempt)
             self._abort(job_id, attempt, Outcome.LEASE_EXPIRED)
 
-    def _sweep_host(self) -> None:
-        """Kill browsers and job processes whose owner died (a worker killed with -9, say);
-        each is logged, and leaked browsers are recorded. The next sweep retries a failure."""
-        try:
-            leaks = browser_sweeper.sweep()
-            self.store.browsers.add_leaks(self.config.worker_id, [leak.record() for leak in leaks])
-        except Exception:
-            log.exception("browser sweep failed")
-        try:
-            job_sweeper.sweep()
-        except Exception:
-            log.exception("job process sweep failed")
-
-    def _heartbeat(self, status: str) -> None:
-        active = sum(1 for slot in self.slots if slot.running() is not None)
-        stats = self.stats.as_dict()
-        try:
-            self.store.workers.heartbeat(
-                self.config.worker_id, active=active, stats=stats, status=status
-            )
-        except Exception:
-            log.exception("heartbeat failed")
-        if self.events.enabled:
-            self.events.heartbeat(
-                Heartbeat(
-                    self.config.worker_id, self.config.heartbeat_fields(status, active), stats
-                )
-            )
-
-    def _sweep(self) -> None:
-        try:
-            recovered = self.store.recover_expired()
-        except Exception:
-            log.exception("lease sweep failed")
-            return
-        if recovered:
-            log.warning("recovered %d jobs whose worker stopped renewing", len(recovered))
-            self._announce_recovered(recovered)
-            for queue_name in self.config.queues:  # and jobs waiting for keys they held
-                self.wakeups.queue(queue_name)
-
-    def _announce_recovered(self, recovered: list[tuple[int, JobStatus]]) -> None:
-        self.wakeups.recovered(recovered, partial(self.store.get_job, detail=False), self.events)
-
     # -- shutdown -----------------------------------------------------------------
 
     def _shutdown(self) -> None:
@@ -526,7 +486,7 @@ class PullWorker:
             slot.thread.join(timeout=10)
         self.writer.stop()
         self._stopped.set()
-        self._heartbeat("offline")
+        self.upkeep.heartbeat("offline")
         self.events.flush(timeout=2.0)  # the last events and the offline beat, if Redis is up
         if self._listener is not None:
             self._listener.join(timeout=5)
