@@ -2,8 +2,9 @@
 
 Every operation of the OpenAPI schema gets a bounded number of generated requests, both ones
 that fit the schema and ones that break it, authenticated as the admin (the worker token for
-the workers' routes). Generation is derandomised, so a run is repeatable; set
-``BOTYARD_FUZZ_EXAMPLES`` higher for a longer search (the outside audit ran ~40,000 cases).
+the workers' routes). Generation is derandomised, so a run is repeatable; for a longer search
+set ``BOTYARD_FUZZ_EXAMPLES`` higher and ``BOTYARD_FUZZ_RANDOM=1`` for new cases each run (the
+outside audit ran ~40,000 cases).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from schemathesis.core.result import Ok
 from tests.acceptance.conftest import System
 
 EXAMPLES = int(os.environ.get("BOTYARD_FUZZ_EXAMPLES", "12"))  # per operation and mode
+RANDOM = os.environ.get("BOTYARD_FUZZ_RANDOM") == "1"
 WORKER_TOKEN = "fuzz-worker-token-that-is-long-enough-0123456789"
 # Left out: registering an agent makes the orchestrator call whatever URL was generated, and
 # provisioning a browser starts a Chromium for each case.
@@ -79,7 +81,7 @@ def _explore(
 
     @hypothesis.settings(
         max_examples=EXAMPLES,
-        derandomize=True,
+        derandomize=not RANDOM,
         database=None,
         deadline=None,
         phases=[Phase.explicit, Phase.generate],

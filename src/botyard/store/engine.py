@@ -28,6 +28,7 @@ _PG_MIGRATION_LOCK = 0x626F7479617264  # "botyard"; any process migrating holds 
 _SQLITE_UNAVAILABLE = {5, 6, 8, 10, 13, 14, 15}  # BUSY LOCKED READONLY IOERR FULL CANTOPEN PROTOCOL
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_UNSTORABLE_IN_JSONB = re.compile("[\x00\ud800-\udfff]")
 
 
 def build_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> Engine:
@@ -85,36 +86,30 @@ def _sqlite_json(text: str) -> Any:
     document = json.loads(text)
     if _SURROGATE_ESCAPE.search(text) is None:
         return document
-    return _replace_surrogates(document)
+    return _replaced(document, _LONE_SURROGATE)
 
 
 def _postgres_json(value: Any) -> str:
-    """JSON for ``jsonb``, which cannot hold NUL or a lone surrogate. Refused here rather than
-    by the server, whose error quotes the document up to the character (personal data, in a
-    log) where this one names neither."""
+    """JSON for ``jsonb``, which cannot hold NUL or a lone surrogate: each becomes U+FFFD.
+
+    The API refuses both before anything is stored; what else writes JSON (an automation's
+    result, an error) must not fail on them either: the server's error would quote the
+    document (personal data, in a log), and a worker's write that always fails is retried for
+    good.
+    """
     text = json.dumps(value)
-    if ("\\u0000" in text or _SURROGATE_ESCAPE.search(text)) and _unstorable(value):
-        raise ValueError("PostgreSQL cannot store NUL (U+0000) or a lone surrogate in JSON")
+    if "\\u0000" in text or _SURROGATE_ESCAPE.search(text):
+        return json.dumps(_replaced(value, _UNSTORABLE_IN_JSONB))
     return text
 
 
-def _unstorable(value: Any) -> bool:
+def _replaced(value: Any, characters: re.Pattern[str]) -> Any:
     if isinstance(value, str):
-        return "\x00" in value or _LONE_SURROGATE.search(value) is not None
+        return characters.sub("\ufffd", value)
     if isinstance(value, list):
-        return any(_unstorable(item) for item in value)
+        return [_replaced(item, characters) for item in value]
     if isinstance(value, dict):
-        return any(_unstorable(k) or _unstorable(v) for k, v in value.items())
-    return False
-
-
-def _replace_surrogates(value: Any) -> Any:
-    if isinstance(value, str):
-        return _LONE_SURROGATE.sub("\ufffd", value)
-    if isinstance(value, list):
-        return [_replace_surrogates(item) for item in value]
-    if isinstance(value, dict):
-        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
+        return {_replaced(k, characters): _replaced(v, characters) for k, v in value.items()}
     return value
 
 
