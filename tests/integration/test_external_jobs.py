@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy import update
 from tests.api_helpers import MakeApi, assert_error_shape, token
 from tests.conftest import WaitUntil
 
 from botyard.bus import Bus
 from botyard.store import SqlStore
+from botyard.store.tables import jobs
 from botyard.worker import PullWorker, WorkerConfig
 
 AUTOMATIONS = str(Path(__file__).parents[1] / "acceptance" / "acceptance_automations.py")
@@ -112,3 +115,20 @@ def test_the_worker_token_cannot_close_a_pull_job_inside_its_side_effect(
     finally:
         worker.stop(0)
         thread.join(30)
+
+
+def test_an_external_attempt_closes_only_within_its_lease(
+    make_api: MakeApi, store_url: str
+) -> None:
+    api = make_api(store_url, BOTYARD_WORKER_TOKEN=WORKER_TOKEN)
+    job_id = api.post("/jobs/external", json=START, headers=AUTH).json()["job_id"]
+    store = api.app.state.runtime.store  # type: ignore[attr-defined]
+    with store.engine.begin() as conn:  # the standby outlived its lease; no sweep yet
+        past = datetime.now(UTC) - timedelta(seconds=1)
+        conn.execute(update(jobs).where(jobs.c.id == job_id).values(lease_expires_at=past))
+    finish = {"attempt": 1, "worker_id": "standby-1", "outcome": "succeeded", "result": {}}
+    late = api.post(f"/jobs/{job_id}/external/finish", json=finish, headers=AUTH)
+    assert late.status_code == 409
+    assert store.get_job(job_id).status.value == "running"  # left to the lease recovery
+    missing = api.post("/jobs/999999/external/finish", json=finish, headers=AUTH)
+    assert missing.status_code == 404

@@ -191,16 +191,24 @@ class JobService:
 
         Only jobs started with ``start_external`` (``PermissionDenied`` for any other): the
         worker token must not close a job a pull or agent worker runs, which would requeue or
-        settle it while its side effect is under way.
+        settle it while its side effect is under way. And only by the worker that holds the
+        attempt, within its lease; the write itself is fenced on the attempt as every one is.
         """
-        job = self.store.claimed_job(job_id, attempt, worker_id)
-        if job is None:
-            raise LeaseLost(f"worker {worker_id} does not hold job {job_id} attempt {attempt}")
+        job = self.store.get_job(job_id, detail=False)
         if job.queue != EXTERNAL_QUEUE:
             raise PermissionDenied(
                 f"job {job_id} is run by a Botyard worker, not outside it: only that worker"
                 " closes its attempts"
             )
+        held = (
+            job.status is JobStatus.RUNNING
+            and job.attempt == attempt
+            and job.worker_id == worker_id
+            and job.lease_expires_at is not None
+            and job.lease_expires_at > datetime.now(UTC)
+        )
+        if not held:
+            raise LeaseLost(f"worker {worker_id} does not hold job {job_id} attempt {attempt}")
         (status,) = self.store.finish(
             [
                 Completion(
