@@ -269,3 +269,34 @@ def test_a_row_stored_with_a_lone_surrogate_still_reads_back(
     assert api.get("/ui/jobs").status_code == 200
     shown = api.get(f"/ui/jobs/{job_id}")
     assert shown.status_code == 200 and "Order for \\ufffd" in shown.text  # as JSON shows it
+
+
+@pytest.mark.parametrize(
+    ("when", "accepted"),
+    [
+        ("2026-01-01T00:00:00", True),  # naive: UTC
+        ("0001-01-01T00:00:00Z", True),
+        ("9999-12-31T23:59:59Z", True),
+        ("0001-01-01T00:00:00+01:00", False),  # before year 1 once in UTC
+        ("9999-12-31T23:59:59-01:00", False),  # after year 9999 once in UTC
+    ],
+)
+def test_times_are_taken_in_utc_or_refused(
+    api: TestClient, admin: dict[str, str], when: str, accepted: bool
+) -> None:
+    """``since`` and ``not_before`` used to reach the store naive, or past what UTC can hold."""
+    answers = [
+        api.get("/jobs", params={"since": when}, headers=admin),
+        api.post("/jobs/retry", json={"since": when}, headers=admin),
+        api.post(
+            "/jobs",
+            json={"automation": "accept.quick", "payload": {"n": 1}, "not_before": when},
+            headers=admin,
+        ),
+    ]
+    if accepted:
+        assert [a.status_code for a in answers] == [200, 200, 201], [a.text for a in answers]
+    else:
+        for answer in answers:
+            refused(answer)
+        assert count(api, jobs) == 0

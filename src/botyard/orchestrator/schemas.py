@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 from botyard.jobs import JobStatus
 from botyard.store.records import JobRecord, WorkerRecord
@@ -20,6 +27,21 @@ Offset = Annotated[int, Field(ge=0, le=MAX_INT)]
 AttemptNumber = Annotated[int, Field(ge=1, le=MAX_INT32)]
 
 
+def _in_utc(value: datetime) -> datetime:
+    """A naive time is UTC. One with no UTC equivalent (year 1 at +01:00, year 9999 at -01:00)
+    is refused here, not found out by the store."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range once converted to UTC") from None
+
+
+#: A time that comes in (``since``, ``not_before``): in UTC, as the store keeps them.
+Instant = Annotated[datetime, AfterValidator(_in_utc)]
+
+
 class JobIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -27,7 +49,7 @@ class JobIn(BaseModel):
     payload: dict[str, Any] = Field(default_factory=dict)
     queue: str | None = Field(default=None, min_length=1, max_length=100)
     priority: int = Field(default=0, ge=-1000, le=1000)
-    not_before: datetime | None = None
+    not_before: Instant | None = None
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
     max_attempts: int | None = Field(default=None, ge=1, le=100)
     timeout: float | None = Field(default=None, gt=0, le=7 * 24 * 3600)
@@ -192,7 +214,7 @@ class RetryFilter(BaseModel):
     automation: str | None = None
     provider: str | None = None
     queue: str | None = None
-    since: datetime | None = None
+    since: Instant | None = None
     limit: int = Field(default=1000, ge=1, le=10000)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -13,6 +12,7 @@ from botyard.orchestrator.deps import RuntimeDep, ServiceDep, client_of, require
 from botyard.orchestrator.schemas import (
     BulkRetryOut,
     Id,
+    Instant,
     JobDetail,
     JobIn,
     JobLogs,
@@ -77,7 +77,7 @@ def list_jobs(
     automation: str | None = None,
     provider: str | None = None,
     queue: str | None = None,
-    since: datetime | None = None,
+    since: Instant | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Offset = 0,
 ) -> JobPage:
