@@ -65,6 +65,7 @@ def test_no_generated_request_answers_5xx(orchestrator: System) -> None:
         log = (orchestrator.data_dir / "processes.log").read_text(errors="replace")
         report += "\n\nserver log (end):\n" + log[-6000:]
     assert not tally.errors, f"{len(tally.errors)} distinct 5xx:\n{report}"
+    print(f"{sum(tally.cases.values())} cases over {len(tally.cases)} operations, no 5xx")
     # Never vacuous: every operation was reached, each with more than a handful of cases.
     assert len(tally.cases) >= MIN_OPERATIONS, sorted(tally.cases)
     assert sum(tally.cases.values()) >= len(tally.cases) * EXAMPLES, tally.cases
