@@ -96,3 +96,15 @@ def tally(ctx: JobContext, path: str, seconds: float = 0.0) -> dict[str, int]:
     finally:
         os.close(fd)
     return {"attempt": ctx.attempt}
+
+
+@automation("tests.unstorable_reports")
+def unstorable_reports(ctx: JobContext) -> dict[str, str]:
+    """Reports no store column can hold as they are: NUL, a lone surrogate, names too long."""
+    long_name = "s" * 300
+    ctx.log.info("a NUL \x00 and half an emoji \ud83d")
+    with ctx.step(long_name + "\x00"):
+        ctx.attach("e" * 300 + ".txt", "evidence")
+    with ctx.side_effect("x" * 300 + "\ud83d"):
+        pass
+    return {"note": "half an emoji \ud83d"}

@@ -159,6 +159,30 @@ def test_a_job_succeeds_with_its_result_and_logs(
     assert Path(evidence.path).is_relative_to(tmp_path / "data" / "evidence" / str(job_id))
 
 
+def test_reports_no_column_can_hold_are_stored_as_well_as_they_can_be(
+    store: SqlStore, wakeups: Wakeups, start_worker: StartWorker, wait_until: Any
+) -> None:
+    """A NUL, a lone surrogate or an over-long name from a job: a write the store refuses would
+    be retried for good, holding up every later write of the worker (its next job too)."""
+    start_worker()
+
+    job_id = submit(store, wakeups, "tests.unstorable_reports", {})
+    job = wait_settled(store, job_id, wait_until)
+    next_id = submit(store, wakeups, "tests.ok", {"name": "bo"})
+    next_job = wait_settled(store, next_id, wait_until)
+
+    assert job.status is JobStatus.SUCCEEDED
+    assert job.result == {"note": "half an emoji \ufffd"}
+    assert [line.message for line in store.logs(job_id)] == [
+        "a NUL \ufffd and half an emoji \ufffd"
+    ]
+    assert [(len(s.name), s.status) for s in job.steps] == [(200, "done"), (200, "done")]
+    assert job.side_effect == "x" * 200
+    [evidence] = store.evidence(job_id)
+    assert Path(evidence.path).read_text() == "evidence"
+    assert next_job.status is JobStatus.SUCCEEDED
+
+
 def test_an_error_is_retried_then_succeeds(
     store: SqlStore, wakeups: Wakeups, start_worker: StartWorker, wait_until: Any
 ) -> None:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from botyard.credentials import Credentials
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._\-]+")
+_MAX_NAME = 200  # well under a file system's 255 bytes, room for a "-N" counter
 
 
 class Channel(Protocol):
@@ -234,6 +235,9 @@ class JobContext:
     def attach(self, name: str, data: bytes | str, content_type: str | None = None) -> Path:
         """Keep a file as evidence of this attempt (and of the current step)."""
         safe = _SAFE_NAME.sub("_", name).strip("._") or "evidence"
+        if len(safe) > _MAX_NAME:  # cut the stem, keep a short suffix: the type stays known
+            suffix = Path(safe).suffix[:16]
+            safe = safe[: _MAX_NAME - len(suffix)] + suffix
         self.evidence_dir.mkdir(parents=True, exist_ok=True)
         path = self.evidence_dir / safe
         counter = 1

@@ -6,7 +6,6 @@ row is fenced by ``(job id, attempt, status = running)`` exactly like a single w
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,6 +27,7 @@ from sqlalchemy import (
 )
 
 from botyard.jobs import JobStatus, Outcome, decide
+from botyard.store.engine import jsonb_text
 from botyard.store.records import Completion
 from botyard.store.tables import Json, UTCDateTime, attempts, jobs, steps
 
@@ -167,7 +167,7 @@ def close(conn: Connection, closings: Sequence[Closing], now: datetime) -> set[t
             }
             for c in closings
         ]
-        result = conn.execute(_POSTGRES, {"rows": json.dumps(rows), "now": now})
+        result = conn.execute(_POSTGRES, {"rows": jsonb_text(rows), "now": now})
         return {(r.id, r.attempt) for r in result}
     # SQLite: BEGIN IMMEDIATE holds the write lock, so the fence read stays true until commit.
     live = {

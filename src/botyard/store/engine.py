@@ -21,6 +21,7 @@ from alembic.config import Config
 from sqlalchemy import Connection, Engine, ExceptionContext, create_engine, event, make_url, text
 
 from botyard.errors import StoreUnavailable
+from botyard.store.tables import UNSTORABLE
 
 _PG_MIGRATION_LOCK = 0x626F7479617264  # "botyard"; any process migrating holds it
 # SQLite's primary result codes for a database that is busy, locked, full, unreadable or
@@ -28,7 +29,6 @@ _PG_MIGRATION_LOCK = 0x626F7479617264  # "botyard"; any process migrating holds 
 _SQLITE_UNAVAILABLE = {5, 6, 8, 10, 13, 14, 15}  # BUSY LOCKED READONLY IOERR FULL CANTOPEN PROTOCOL
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-_UNSTORABLE_IN_JSONB = re.compile("[\x00\ud800-\udfff]")
 
 
 def build_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> Engine:
@@ -57,7 +57,7 @@ def build_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> Eng
             max_overflow=pool_size,
             pool_pre_ping=pre_ping,
             hide_parameters=True,
-            json_serializer=_postgres_json,
+            json_serializer=jsonb_text,
         )
     event.listen(engine, "handle_error", _unavailable)
     return engine
@@ -89,7 +89,7 @@ def _sqlite_json(text: str) -> Any:
     return _replaced(document, _LONE_SURROGATE)
 
 
-def _postgres_json(value: Any) -> str:
+def jsonb_text(value: Any) -> str:
     """JSON for ``jsonb``, which cannot hold NUL or a lone surrogate: each becomes U+FFFD.
 
     The API refuses both before anything is stored; what else writes JSON (an automation's
@@ -99,7 +99,7 @@ def _postgres_json(value: Any) -> str:
     """
     text = json.dumps(value)
     if "\\u0000" in text or _SURROGATE_ESCAPE.search(text):
-        return json.dumps(_replaced(value, _UNSTORABLE_IN_JSONB))
+        return json.dumps(_replaced(value, UNSTORABLE))
     return text
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     func,
+    literal,
     literal_column,
     select,
     tuple_,
@@ -229,10 +230,12 @@ class SqlStore(PersonActions):
     def mark_side_effect(self, job_id: int, attempt: int, name: str) -> bool:
         """Durably record that the attempt starts changing the outside world. False: lease lost."""
         now = utcnow()
+        # Typed as the column, so that it is stored as the column keeps reports (``Reported``).
+        reported = literal(name, type_=jobs.c.side_effect.type)
         with self.engine.begin() as conn:
             kept = conn.execute(
                 fenced(update(jobs), job_id, attempt)
-                .values(side_effect=func.coalesce(jobs.c.side_effect, name), updated_at=now)
+                .values(side_effect=func.coalesce(jobs.c.side_effect, reported), updated_at=now)
                 .returning(jobs.c.id)
             ).first()
             if kept is None:
@@ -240,7 +243,7 @@ class SqlStore(PersonActions):
             conn.execute(
                 update(attempts)
                 .where(attempts.c.job_id == job_id, attempts.c.number == attempt)
-                .values(side_effect=func.coalesce(attempts.c.side_effect, name))
+                .values(side_effect=func.coalesce(attempts.c.side_effect, reported))
             )
             conn.execute(
                 steps.insert().values(

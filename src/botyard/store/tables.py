@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,6 +48,31 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# What neither store keeps in text: NUL (PostgreSQL) and lone UTF-16 surrogates (no encoding).
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+class Reported(TypeDecorator[str]):
+    """Text a job reports about itself (log lines, step, side-effect and evidence names), kept as
+    well as the column can: NUL and lone surrogates become U+FFFD, and what is longer than the
+    column is cut. Refusing it instead would not reach the job: the worker retries a refused
+    write for good, and every later write of that worker, its next jobs' too, waits behind it."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        value = UNSTORABLE.sub("\ufffd", value)
+        length: int | None = getattr(self.impl, "length", None)
+        return value[:length] if length else value
+
+
+class ReportedText(Reported):
+    impl = Text
+
+
 Json = JSON().with_variant(JSONB(), "postgresql")
 Id = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -78,7 +104,7 @@ jobs = Table(
     Column("attempt", Integer, nullable=False),
     # The attempt a run began after: a person's retry starts a fresh budget of max_attempts.
     Column("attempt_base", Integer, nullable=False),
-    Column("side_effect", String(200)),
+    Column("side_effect", Reported(200)),
     Column("not_before", UTCDateTime, nullable=False),
     Column("worker_id", String(200)),
     Column("lease_expires_at", UTCDateTime),
@@ -130,7 +156,7 @@ attempts = Table(
     Column("worker_id", String(200), nullable=False),
     Column("outcome", String(20)),
     Column("error", Json),
-    Column("side_effect", String(200)),
+    Column("side_effect", Reported(200)),
     Column("started_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime),
     # When the job became runnable for this attempt (its not_before): dispatch latency.
@@ -144,7 +170,7 @@ steps = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("job_id", Id, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
     Column("attempt", Integer, nullable=False),
-    Column("name", String(200), nullable=False),
+    Column("name", Reported(200), nullable=False),
     Column("kind", String(20), nullable=False),  # step | side_effect
     Column("status", String(20), nullable=False),  # running | done | failed
     Column("started_at", UTCDateTime, nullable=False),
@@ -159,8 +185,8 @@ log_lines = Table(
     Column("job_id", Id, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
     Column("attempt", Integer, nullable=False),
     Column("at", UTCDateTime, nullable=False),
-    Column("level", String(10), nullable=False),
-    Column("message", Text, nullable=False),
+    Column("level", Reported(10), nullable=False),
+    Column("message", ReportedText, nullable=False),
 )
 Index("ix_log_lines_job", log_lines.c.job_id, log_lines.c.id)
 
@@ -170,10 +196,10 @@ evidence = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("job_id", Id, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
     Column("attempt", Integer, nullable=False),
-    Column("step", String(200)),
-    Column("name", String(255), nullable=False),
+    Column("step", Reported(200)),
+    Column("name", Reported(255), nullable=False),
     Column("path", String(1024), nullable=False),
-    Column("content_type", String(100), nullable=False),
+    Column("content_type", Reported(100), nullable=False),
     Column("size", BigInteger, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
 )

@@ -11,6 +11,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
+from botyard.errors import StoreUnavailable
 from botyard.jobs import JobStatus
 from botyard.store.records import Activity, Completion
 from botyard.store.sql import SqlStore
@@ -90,9 +91,7 @@ class StoreWriter:
     def _write_run(self, run: list[Any]) -> None:
         first = run[0]
         if isinstance(first, Activity):
-            refused = self.store.record_activity(run)
-            if refused:
-                log.debug("refused %d writes of attempts that lost their job", refused)
+            self._record(run)
         elif isinstance(first, _SideEffect):
             for item in run:
                 if not item.reply.done():
@@ -106,6 +105,23 @@ class StoreWriter:
                     item.done(item.completion, status)
                 except Exception:
                     log.exception("after finishing job %s", item.completion.job_id)
+
+    def _record(self, run: list[Activity]) -> None:
+        try:
+            refused = self.store.record_activity(run)
+        except StoreUnavailable:
+            raise  # retried: the store is the truth
+        except Exception:
+            if len(run) == 1:
+                # A report the store will never take (a bug, not an outage): retrying it would
+                # hold up every later write of this worker, the finishes of its jobs among them.
+                log.exception("dropped a report of job %s the store refuses", run[0].job_id)
+                return
+            for item in run:  # find the one that is refused; keep the others
+                self._record([item])
+            return
+        if refused:
+            log.debug("refused %d writes of attempts that lost their job", refused)
 
     @staticmethod
     def _retrying(write: Callable[[list[Any]], None], run: list[Any]) -> None:
