@@ -149,6 +149,41 @@ def test_a_nul_in_a_header_is_refused(api: TestClient, admin: dict[str, str]) ->
     refused(api.get("/jobs", headers={**admin, "X-Request-Id": "a\x00b"}), "header")
 
 
+def test_a_second_content_type_does_not_hide_the_body_from_the_rules(
+    api: TestClient, admin: dict[str, str]
+) -> None:
+    # FastAPI reads the first Content-Type (JSON); the rules once read the last (text) and
+    # let the surrogate through to the store.
+    body = b'{"automation": "accept.evidence", "payload": {"text": "\\ud83d"}}'
+    headers = [
+        *admin.items(),
+        ("Content-Type", "application/json"),
+        ("Content-Type", "text/plain"),
+    ]
+    answer = api.post("/jobs", content=body, headers=headers)
+    assert answer.status_code == 400, answer.text
+    assert_error_shape(answer.json())
+    assert "content-type" in answer.json()["detail"]
+    assert count(api, jobs) == 0
+
+
+@pytest.mark.parametrize(
+    "repeated",
+    [
+        [("Content-Length", "2"), ("Content-Length", "2")],
+        [("Transfer-Encoding", "chunked"), ("Transfer-Encoding", "chunked")],
+    ],
+)
+def test_a_repeated_body_header_is_refused(
+    api: TestClient, admin: dict[str, str], repeated: list[tuple[str, str]]
+) -> None:
+    headers = [*admin.items(), ("Content-Type", "application/json"), *repeated]
+    answer = api.post("/jobs", content=b"{}", headers=headers)
+    assert answer.status_code == 400, answer.text
+    assert_error_shape(answer.json())
+    assert count(api, jobs) == 0
+
+
 def test_a_data_request_with_a_surrogate_stores_nothing(api: TestClient) -> None:
     body = (
         '{"request_type": "access", "subject_identifier": "id \\ud83d",'

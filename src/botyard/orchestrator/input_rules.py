@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import anyio.to_thread
-from starlette.datastructures import UploadFile
+from starlette.datastructures import Headers, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -50,6 +50,9 @@ _MESSAGES = {
     "lone_surrogate": "text may not contain an unpaired UTF-16 surrogate (U+D800-U+DFFF),"
     " such as half of an emoji",
 }
+
+# Headers that say how to read the body: two of one are two readings of it.
+_SINGLE_HEADERS = ("content-type", "content-length", "transfer-encoding")
 
 Loc = tuple[str | int, ...]
 
@@ -137,14 +140,20 @@ def check_scope(scope: Scope) -> None:
 
 
 def _body_kind(scope: Scope) -> str | None:
-    headers = dict(scope.get("headers", []))
-    if headers.get(b"content-length", b"0") == b"0" and b"transfer-encoding" not in headers:
+    # Read as Starlette reads them (the first of a repeated header), so that the body checked
+    # here is the body the route parses; and a repeated one of these is refused outright, since
+    # a proxy in front may have believed the other one.
+    headers = Headers(scope=scope)
+    for name in _SINGLE_HEADERS:
+        if len(headers.getlist(name)) > 1:
+            raise HTTPException(400, f"the {name} header may be sent only once")
+    if headers.get("content-length", "0") == "0" and "transfer-encoding" not in headers:
         return None  # no body at all
-    content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
     # As FastAPI decides: no content type, or a JSON one, is read as JSON.
-    if not content_type or content_type == b"application/json" or content_type.endswith(b"+json"):
+    if not content_type or content_type == "application/json" or content_type.endswith("+json"):
         return "json"
-    if content_type in (b"application/x-www-form-urlencoded", b"multipart/form-data"):
+    if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
         return "form"
     return None  # bytes a route takes as they are, if any does
 
@@ -193,7 +202,8 @@ async def _check_form(scope: Scope, body: bytes, receive: Receive) -> None:
 
 
 class InputRules:
-    """Refuses a request that breaks the rules above with 422, before the app reads it.
+    """Refuses a request that breaks the rules above with 422 (400 for a repeated
+    Content-Type, Content-Length or Transfer-Encoding), before the app reads it.
 
     Added inside ``BodySizeLimit``, so the body it reads whole is bounded.
     """
@@ -223,7 +233,7 @@ class InputRules:
         except InvalidInput as exc:
             await errors.botyard_response(exc)(scope, receive, send)
             return
-        except HTTPException as exc:  # the body went past its size limit while it streamed
+        except HTTPException as exc:  # a repeated header, or a body past its size limit
             await errors.http_response(exc)(scope, receive, send)
             return
         await self.app(scope, _replay(body, receive), send)
