@@ -9,7 +9,7 @@
    provider prepared between jobs (``prepare()``, off the job's clock, as the child does).
 2. **Concurrent demo jobs.** The embedded system (SQLite, orchestrator, one worker with
    ``--concurrent`` slots) and the demo portal with one account per job; ``--concurrent``
-   ``demo.validation`` jobs submitted at once, each a real Chromium login with a TOTP code.
+   ``metrofiber.validation`` jobs submitted at once, each a real Chromium login with a TOTP code.
    Peak memory is the worker's whole process tree (worker, job processes, Playwright drivers,
    Chromium) in PSS, sampled every 0.25 s, minus the idle tree before the jobs (a job process
    starts its browser for its first browser job), divided by the jobs.
@@ -118,7 +118,8 @@ def concurrent_jobs(count: int) -> dict[str, float]:
             started = time.monotonic()
             ids = [
                 client.submit(
-                    "demo.validation", {"circuit_number": f"FTTH-{1001 + i % 12}", "account": name}
+                    "metrofiber.validation",
+                    {"circuit_number": f"FTTH-{1001 + i % 12}", "account": name},
                 )["id"]
                 for i, name in enumerate(names)
             ]

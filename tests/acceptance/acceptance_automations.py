@@ -44,9 +44,9 @@ def evidence(ctx: JobContext, text: str) -> dict[str, str]:
 @automation("accept.totp", timeout=60)
 def totp_login(ctx: JobContext) -> dict[str, str]:
     """Asks the orchestrator for two codes, as a login that needs a second try would."""
-    first = ctx.totp("demo")
+    first = ctx.totp("accept")
     ctx.totp_consumed(False)
-    second = ctx.totp("demo")
+    second = ctx.totp("accept")
     ctx.totp_consumed(True)
     return {"first": first, "second": second}
 

@@ -51,7 +51,7 @@ def test_two_jobs_on_one_account_get_increasing_steps_and_both_log_in(
     )
     system.worker("portal-worker", "--concurrency", "2")
     jobs = [
-        system.submit("demo.validation", {"circuit_number": number, "account": "ops1"})
+        system.submit("metrofiber.validation", {"circuit_number": number, "account": "ops1"})
         for number in ("FTTH-1001", "FTTH-1002")
     ]
     for job_id in jobs:

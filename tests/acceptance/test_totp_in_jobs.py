@@ -19,10 +19,10 @@ def _steps_of(totp: pyotp.TOTP, code: str, interval: int) -> list[int]:
 def test_a_job_gets_fresh_codes_from_the_orchestrator(system: System, store_for: SqlStore) -> None:
     secret = pyotp.random_base32()
     system.env.update(BOTYARD_WORKER_TOKEN="totp-jobs-token", TOTP_MIN_VALIDITY="0.5")
-    system.env.update(DEMO_TOTP_SECRET=secret, DEMO_TOTP_INTERVAL="2")
+    system.env.update(ACCEPT_TOTP_SECRET=secret, ACCEPT_TOTP_INTERVAL="2")
     system.server()
     # The orchestrator holds the secret; the worker only has the URL and the worker token.
-    del system.env["DEMO_TOTP_SECRET"]
+    del system.env["ACCEPT_TOTP_SECRET"]
     system.worker("totp-worker")
     job_id = system.submit("accept.totp", {})
     system.wait_for(lambda: system.job(job_id)["status"] == "succeeded", 60, "the job")
@@ -32,7 +32,7 @@ def test_a_job_gets_fresh_codes_from_the_orchestrator(system: System, store_for:
     first, second = _steps_of(totp, result["first"], 2), _steps_of(totp, result["second"], 2)
     assert first and second and max(second) > min(first)  # a later step for the second code
     logs = " ".join(line.message for line in store_for.logs(job_id))
-    assert "TOTP code for demo" in logs
+    assert "TOTP code for accept" in logs
     assert result["first"] not in logs and result["second"] not in logs  # no code in the logs
     figures = system.api("GET", "/totp/metrics").json()
     assert (figures[0]["issued"], figures[0]["succeeded"], figures[0]["failed"]) == (2, 1, 1)

@@ -22,12 +22,13 @@ WORKER_TOKEN = "totp-api-worker-token"
 WORKER = {"Authorization": f"Bearer {WORKER_TOKEN}"}
 
 
-def _running(store: SqlStore, worker_token: str = WORKER_TOKEN) -> tuple[dict[str, str], int]:
-    """A job running its first attempt, and the header with that attempt's credential."""
-    job, _ = store.submit(NewJob("accept.totp", {}, queue="totp-tests"))
-    (claimed,) = store.claim(
-        "w1", queues=["totp-tests"], automations=["accept.totp"], limit=1, lease_ttl=60
-    )
+def _running(
+    store: SqlStore, worker_token: str = WORKER_TOKEN, provider: str = "demo"
+) -> tuple[dict[str, str], int]:
+    """A job of ``provider`` running its first attempt, and the header with its credential."""
+    name = f"{provider}.totp"
+    job, _ = store.submit(NewJob(name, {}, queue="totp-tests"))
+    (claimed,) = store.claim("w1", queues=["totp-tests"], automations=[name], limit=1, lease_ttl=60)
     assert claimed.id == job.id
     credential = attempt_credentials.mint(worker_token, job.id, claimed.attempt)
     return {"Authorization": f"Bearer {credential}"}, job.id
@@ -46,11 +47,11 @@ def test_codes_consumption_and_figures(make_api: MakeApi, store_url: str) -> Non
     admin = token(api, "admin", "admin-password")
     assert api.post("/totp/demo/code", headers=admin).status_code == 401  # a person's JWT is not it
     assert api.post("/totp/demo/code", headers=WORKER).status_code == 401  # nor the worker token
-    job_a, _ = _running(store)
-    job_b, _ = _running(store)
+    job_a, id_a = _running(store)
+    job_b, id_b = _running(store)
 
-    first = api.post("/totp/demo/code", json={"job_id": 1}, headers=job_a).json()
-    second = api.post("/totp/demo/code", json={"job_id": 2}, headers=job_b).json()
+    first = api.post("/totp/demo/code", json={"job_id": id_a}, headers=job_a).json()
+    second = api.post("/totp/demo/code", json={"job_id": id_b}, headers=job_b).json()
     assert second["time_step"] > first["time_step"]  # the second waited for the next step
     for answer in (first, second):
         assert answer["code"] == pyotp.TOTP(SECRET, interval=2).at(answer["time_step"] * 2)
@@ -74,7 +75,8 @@ def test_codes_consumption_and_figures(make_api: MakeApi, store_url: str) -> Non
     accepted = (("provider", "demo"), ("result", "accepted"))
     assert scraped[("botyard_totp_codes_consumed_total", accepted)] == 1
 
-    missing = api.post("/totp/osn/code", headers=job_a)
+    osn_job, _ = _running(store, provider="osn")
+    missing = api.post("/totp/osn/code", headers=osn_job)
     assert missing.status_code == 404 and "OSN_TOTP_SECRET" in missing.json()["detail"]
     assert_error_shape(missing.json())
     assert api.post("/totp/Bad-Name/code", headers=job_a).status_code == 422
@@ -90,7 +92,8 @@ def test_with_redis_configured_the_ledger_lives_there(make_api: MakeApi, redis_c
         **{f"{provider.upper()}_TOTP_SECRET": SECRET},
     )
     try:
-        job, _ = _running(api.app.state.runtime.store)  # type: ignore[attr-defined]
+        store = api.app.state.runtime.store  # type: ignore[attr-defined]
+        job, _ = _running(store, provider=provider)
         answer = api.post(f"/totp/{provider}/code", headers=job).json()
         stored = redis_client.hgetall(f"botyard:totp:account:{provider}")
         assert stored["last_step"] == str(answer["time_step"]) and stored["issued"] == "1"
@@ -133,3 +136,31 @@ def test_only_a_running_attempt_s_own_credential_gets_codes(
         [Completion(job_id, 1, Outcome.SUCCEEDED, job.max_attempts, job.idempotent, result={})]
     )
     refused(running)  # its attempt is over
+
+
+def test_an_attempt_gets_codes_for_its_own_job_s_provider_only(
+    make_api: MakeApi, store_url: str
+) -> None:
+    api = make_api(
+        store_url,
+        BOTYARD_WORKER_TOKEN=WORKER_TOKEN,
+        DEMO_TOTP_SECRET=SECRET,
+        BANK_TOTP_SECRET=pyotp.random_base32(),
+    )
+    store = api.app.state.runtime.store  # type: ignore[attr-defined]
+    demo_job, demo_id = _running(store)
+    _bank_job, bank_id = _running(store, provider="bank")
+    # Before: any running attempt's credential had codes of every provider and account.
+    for path, body in (
+        ("/totp/bank/code", None),
+        ("/totp/bank/code", {"account": "treasury"}),
+        ("/totp/bank/consumed", {"success": True}),
+        ("/totp/demo/code", {"job_id": bank_id}),  # another job's id in the body
+    ):
+        answer = api.post(path, json=body, headers=demo_job)
+        assert answer.status_code == 403, (path, body, answer.text)
+        assert_error_shape(answer.json())
+    figures = api.get("/totp/metrics", headers=token(api, "admin", "admin-password")).json()
+    assert all(f["provider"] != "bank" or f["issued"] == 0 for f in figures)
+    mine = api.post("/totp/demo/code", json={"job_id": demo_id}, headers=demo_job)
+    assert mine.status_code == 200

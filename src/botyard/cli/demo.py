@@ -53,13 +53,17 @@ def portal_jobs(count: int) -> list[tuple[str, dict[str, Any], str]]:
         circuit = f"FTTH-{1001 + i % 12}"
         if i % 6 == 5:
             payload = {"circuit_number": "FTTH-404", "account": account}
-            jobs.append(("demo.validation", payload, "not on the portal: business error"))
+            jobs.append(("metrofiber.validation", payload, "not on the portal: business error"))
         elif i % 3 == 2:
             payload = {"circuit_number": circuit, "account": account, "reason": "demo: moved"}
-            jobs.append(("demo.cancellation", payload, "cancelled, with confirmation"))
+            jobs.append(("metrofiber.cancellation", payload, "cancelled, with confirmation"))
         else:
             jobs.append(
-                ("demo.validation", {"circuit_number": circuit, "account": account}, "validated")
+                (
+                    "metrofiber.validation",
+                    {"circuit_number": circuit, "account": account},
+                    "validated",
+                )
             )
     return jobs
 

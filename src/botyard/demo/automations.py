@@ -91,7 +91,7 @@ def _open_circuit(ctx: JobContext, page: Any, circuit_number: str) -> str:
 
 
 @automation(
-    "demo.validation",
+    "metrofiber.validation",
     idempotent=True,  # validating twice changes nothing: the portal keeps one reference
     max_attempts=3,
     timeout=180,
@@ -110,7 +110,7 @@ def validation(ctx: JobContext, circuit_number: str, account: str = "ops1") -> d
 
 
 @automation(
-    "demo.cancellation",
+    "metrofiber.cancellation",
     max_attempts=3,
     timeout=180,
     browser="playwright",

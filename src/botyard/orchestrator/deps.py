@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Annotated
 
@@ -78,7 +79,15 @@ async def worker_token(request: Request, runtime: RuntimeDep) -> None:
 _MAX_ID = 2**63 - 1
 
 
-async def running_attempt(request: Request, runtime: RuntimeDep) -> AttemptCredential:
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """A running attempt as its credential names it, and its job's provider."""
+
+    credential: AttemptCredential
+    provider: str
+
+
+async def running_attempt(request: Request, runtime: RuntimeDep) -> Attempt:
     """The attempt whose credential (``BOTYARD_JOB_TOKEN``) the call carries, while it runs.
 
     A job's process holds that credential and not the worker token; the worker token itself is
@@ -101,7 +110,7 @@ async def running_attempt(request: Request, runtime: RuntimeDep) -> AttemptCrede
         raise InvalidToken("Could not validate credentials") from None
     if job.status is not JobStatus.RUNNING or job.attempt != credential.attempt:
         raise InvalidToken("This attempt is over: its credential is no longer valid")
-    return credential
+    return Attempt(credential, job.provider)
 
 
-RunningAttempt = Annotated[AttemptCredential, Depends(running_attempt)]
+RunningAttempt = Annotated[Attempt, Depends(running_attempt)]

@@ -10,8 +10,9 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from botyard.errors import PermissionDenied
 from botyard.orchestrator.auth import Principal
-from botyard.orchestrator.deps import RunningAttempt, require
+from botyard.orchestrator.deps import Attempt, RunningAttempt, require
 from botyard.totp import TotpCode, TotpManager, TotpUnavailable
 
 router = APIRouter(prefix="/totp", tags=["totp"])
@@ -59,16 +60,32 @@ def _manager(request: Request) -> TotpManager:
 Manager = Annotated[TotpManager, Depends(_manager)]
 
 
+def _own(attempt: Attempt, provider: str, job_id: int | None = None) -> None:
+    """Refuse what the attempt's job has no business with: another provider's codes, or a
+    ``job_id`` that is not its own (a credential is one job's, not a pass to any account)."""
+    if provider != attempt.provider:
+        raise PermissionDenied(
+            f"job {attempt.credential.job_id} runs a {attempt.provider} automation:"
+            f" no {provider} codes for it"
+        )
+    if job_id is not None and job_id != attempt.credential.job_id:
+        raise PermissionDenied(
+            f"this credential is job {attempt.credential.job_id}'s, not {job_id}'s"
+        )
+
+
 @router.post("/{provider}/code")
 async def fresh_code(
-    provider: Provider, manager: Manager, _attempt: RunningAttempt, body: CodeIn | None = None
+    provider: Provider, manager: Manager, attempt: RunningAttempt, body: CodeIn | None = None
 ) -> CodeOut:
     """A code whose time step no job had before, with at least ``TOTP_MIN_VALIDITY`` s left.
 
     For a running attempt only: its credential (``BOTYARD_JOB_TOKEN``) is the bearer. When the
     current step is taken or nearly over the answer waits for the next one (without holding a
-    thread); 503 after about a minute.
+    thread); 503 after about a minute. Only the job's own provider (its automation's name before
+    the dot) and the job's own id: 403 otherwise.
     """
+    _own(attempt, provider, body.job_id if body else None)
     account = body.account if body else None
     deadline = time.monotonic() + _MAX_WAIT
     while True:
@@ -88,9 +105,10 @@ async def fresh_code(
 
 @router.post("/{provider}/consumed")
 def consumed(
-    provider: Provider, body: ConsumedIn, manager: Manager, _attempt: RunningAttempt
+    provider: Provider, body: ConsumedIn, manager: Manager, attempt: RunningAttempt
 ) -> dict[str, str]:
     """Report whether the portal took the code (the success rate per provider)."""
+    _own(attempt, provider)
     manager.consumed(provider, body.account, body.success)
     return {"status": "recorded"}
 
