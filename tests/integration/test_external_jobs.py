@@ -132,3 +132,18 @@ def test_an_external_attempt_closes_only_within_its_lease(
     assert store.get_job(job_id).status.value == "running"  # left to the lease recovery
     missing = api.post("/jobs/999999/external/finish", json=finish, headers=AUTH)
     assert missing.status_code == 404
+
+
+def test_the_external_queue_is_kept_for_external_jobs(make_api: MakeApi, store_url: str) -> None:
+    # The queue is what /external/finish goes by: a job submitted onto it could be closed
+    # (requeued or settled) with the worker token while a pull worker runs it.
+    api = make_api(store_url, BOTYARD_WORKER_TOKEN=WORKER_TOKEN)
+    admin = token(api, "admin", "admin-password")
+    body = {"automation": "accept.evidence", "payload": {"text": "x"}, "queue": "external"}
+    answer = api.post("/jobs", json=body, headers=admin)
+    assert answer.status_code == 422, answer.text
+    assert_error_shape(answer.json())
+    assert [e["type"] for e in answer.json()["detail"]] == ["reserved_queue"]
+    assert answer.json()["detail"][0]["loc"] == ["body", "queue"]
+    assert api.get("/jobs", headers=admin).json()["total"] == 0
+    assert api.post("/jobs", json={**body, "queue": "other"}, headers=admin).status_code == 201

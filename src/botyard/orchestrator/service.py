@@ -12,7 +12,7 @@ from botyard.bus.base import Bus
 from botyard.bus.redis_lists import RedisJobLists
 from botyard.bus.wakeups import Wakeups
 from botyard.concurrency import ConcurrencyLimits
-from botyard.errors import InvalidTransition, LeaseLost, PermissionDenied
+from botyard.errors import InvalidInput, InvalidTransition, LeaseLost, PermissionDenied
 from botyard.events import EventPublisher, JobEvent, NullPublisher
 from botyard.jobs import JobStatus, Outcome
 from botyard.store.records import ClaimedJob, Completion, JobFilter, JobRecord, NewJob
@@ -57,10 +57,25 @@ class JobService:
     ) -> tuple[JobRecord, bool]:
         """Validate the payload against the automation, store the job and wake a worker.
 
-        Raises ``UnknownAutomation`` or ``PayloadInvalid`` (a bad payload, or one the
-        automation's concurrency key cannot be made from); nothing is stored then.
+        Raises ``UnknownAutomation``, ``PayloadInvalid`` (a bad payload, or one the
+        automation's concurrency key cannot be made from) or ``InvalidInput`` (the external
+        queue); nothing is stored then.
         """
         item = self.registry.get(request.automation)
+        queue = request.queue or item.queue
+        if queue == EXTERNAL_QUEUE:
+            # The queue is what tells a job run outside Botyard (which the worker token may
+            # close) from one a Botyard worker runs: no other job may be put on it.
+            raise InvalidInput(
+                [
+                    {
+                        "loc": ["body", "queue"],
+                        "msg": f"the queue {EXTERNAL_QUEUE!r} is kept for jobs run outside"
+                        " Botyard (POST /jobs/external)",
+                        "type": "reserved_queue",
+                    }
+                ]
+            )
         payload = item.validate(request.payload)
         key = item.concurrency_key_for(payload)
         not_before = request.not_before
@@ -70,7 +85,7 @@ class JobService:
             NewJob(
                 automation=item.name,
                 payload=payload,
-                queue=request.queue or item.queue,
+                queue=queue,
                 priority=request.priority,
                 not_before=not_before,
                 idempotency_key=request.idempotency_key,
