@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
+
 from botyard import JobContext, automation
 
 # argv: tally, line, delay, pid file. Writes its pid first, then the line after the delay.
@@ -63,3 +65,28 @@ def wait_for_line(tally: str, line: str, timeout: float) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError("the side effect did not happen")
         time.sleep(0.05)
+
+
+@automation("crash.leaves_a_process", idempotent=True, max_attempts=2, timeout=60)
+def leaves_a_process(ctx: JobContext, marker_dir: str) -> dict[str, bool]:
+    """Attempt 1 starts a process in a session of its own and fails, leaving it running;
+    attempt 2 says whether that process was still alive when it started."""
+    pid_file = Path(marker_dir, f"{ctx.job_id}-1.grandchild")
+    if ctx.attempt == 1:
+        proc = subprocess.Popen(["sleep", "300"], start_new_session=True)
+        pid_file.write_text(str(proc.pid))
+        raise RuntimeError("attempt 1 fails and leaves its process behind")
+    return {"left_running": _running(int(pid_file.read_text()))}
+
+
+@automation("crash.exits_75", idempotent=True, max_attempts=1, timeout=60)
+def exits_75(ctx: JobContext) -> None:
+    """The job's own exit code, the one the supervisor used to say 'fenced' with."""
+    sys.exit(75)
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

@@ -21,6 +21,12 @@ from botyard.worker.writer import StoreWriter
 log = logging.getLogger("botyard.worker")
 
 
+# Outcomes after which the child is kept for the next job: the job ended as it meant to, so
+# what it started and left (its warm browser) is its own. After any other (an error, a lost
+# lease, a cancel) the attempt may be retried, and nothing of it may outlive it.
+_KEEPS_CHILD = frozenset({Outcome.SUCCEEDED, Outcome.BUSINESS_ERROR})
+
+
 def _at(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
@@ -201,6 +207,8 @@ class Slot:
                 kind = message[0]
                 if kind == "done":
                     _, outcome, result, error, _started = message
+                    if Outcome(outcome) not in _KEEPS_CHILD:
+                        self._drop_child(child)
                     masked = self.masker.mask_json
                     return Outcome(outcome), masked(result), masked(error), side_effect
                 if kind == "side_effect":
@@ -225,6 +233,15 @@ class Slot:
                 return Outcome.LEASE_EXPIRED, None, error, side_effect
             error = {"type": "WorkerCrash", "message": f"the job's process {description}"}
             return Outcome.CRASHED, None, error, side_effect
+
+    def _drop_child(self, child: ChildProcess) -> None:
+        """Kill the child with everything its attempt started, before the attempt's finish is
+        written: a retry (here or on another worker) must never run beside what is left of it.
+        The whole tree goes, its warm browser too: the next job gets a fresh child."""
+        with self._lock:
+            child.kill()
+            if self.child is child:
+                self.child = None
 
     def _credential(self, job: ClaimedJob) -> str | None:
         """The attempt's own credential for the orchestrator; none without a worker token."""
