@@ -8,6 +8,7 @@ lease is held, and the pipe's end of file tells the supervisor the worker is gon
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import socket
@@ -15,12 +16,13 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Mapping
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from botyard.automations.supervisor import FENCED, RECORD
+from botyard.automations.supervisor import RECORD
 from botyard.errors import AutomationError
 from botyard.processes import kill_tree
 
@@ -82,6 +84,7 @@ class ChildProcess:
         self.conn = Connection(parent_sock.detach())
         self.conn.send((modules, scripts))
         self._ready = False
+        self._kill_at = math.inf  # the running attempt's fence, as last told the supervisor
 
     @property
     def pid(self) -> int:
@@ -120,10 +123,12 @@ class ChildProcess:
     def lease(self, job_id: int, attempt: int, kill_at: float) -> None:
         """Tell the supervisor that this attempt runs and may run until ``kill_at``
         (``time.monotonic()``); a later call for the same attempt extends it."""
+        self._kill_at = kill_at if self._kill_at == math.inf else max(self._kill_at, kill_at)
         self._lifeline_write(RECORD.pack(job_id, attempt, kill_at))
 
     def idle(self) -> None:
         """No job runs any more: nothing to kill when a lease runs out."""
+        self._kill_at = math.inf
         self._lifeline_write(RECORD.pack(0, 0, 0.0))
 
     def _lifeline_write(self, record: bytes) -> None:
@@ -140,8 +145,14 @@ class ChildProcess:
         shutil.rmtree(self.tmpdir, ignore_errors=True)
 
     def fenced(self) -> bool:
-        """Whether the job was killed because its lease was not renewed in time."""
-        return self.proc.wait() == FENCED
+        """Whether the job was killed because its lease was not renewed in time.
+
+        Told by the clock, not by the supervisor's exit code: a job's own ``sys.exit(75)``
+        ends the supervisor with the same code. The supervisor kills at the fence it was told
+        (the same ``time.monotonic()`` on the host), so a tree that ended before it did so of
+        its own accord."""
+        self.proc.wait()
+        return time.monotonic() >= self._kill_at
 
     def exit_description(self) -> str:
         code = self.proc.wait()

@@ -43,7 +43,9 @@ OWNER_VAR = "BOTYARD_JOB_OWNER"
 # One lifeline record: job id, attempt, and the time.monotonic() (system-wide on a host) at which
 # the job is to be killed unless a later record extends it. Job id 0: no job runs now.
 RECORD = struct.Struct("!qqd")
-FENCED = 75  # exit code: the job was killed because its lease was not renewed in time
+# Exit codes, for whoever reads a process listing or a log: the worker does not go by them (a
+# job's own sys.exit(75) ends the supervisor with that code too); it tells a fence by the clock.
+FENCED = 75  # the job was killed because its lease was not renewed in time
 WORKER_GONE = 70
 
 _PR_SET_PDEATHSIG = 1
