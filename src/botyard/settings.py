@@ -234,8 +234,9 @@ RateSetting = Annotated[Rate | None, BeforeValidator(_rate)]
 class RateLimitSettings(BaseSettings):
     """Limits on the endpoints anyone may call, as ``COUNT/PERIOD`` or ``off``.
 
-    Logins count failures: per client address and account (``token``), and per account from
-    every address (``login_account``). Data-subject requests count requests per client address.
+    Logins count failures: per client address and account (``token``), per client address over
+    all accounts (``login_address``) and per account from every address (``login_account``).
+    Data-subject requests count requests per client address.
     """
 
     model_config = SettingsConfigDict(extra="ignore")
@@ -243,6 +244,9 @@ class RateLimitSettings(BaseSettings):
     token: RateSetting = Field(default=Rate(10, 60), validation_alias="TOKEN_RATE_LIMIT")
     login_account: RateSetting = Field(
         default=Rate(50, 3600), validation_alias="LOGIN_ACCOUNT_RATE_LIMIT"
+    )
+    login_address: RateSetting = Field(
+        default=Rate(100, 600), validation_alias="LOGIN_ADDRESS_RATE_LIMIT"
     )
     data_request: RateSetting = Field(
         default=Rate(5, 3600), validation_alias="DATA_REQUEST_RATE_LIMIT"

@@ -76,6 +76,25 @@ def test_failed_logins_at_an_address_do_not_lock_out_another_user_there(
     assert right.status_code == 429  # the guessed account, from the guessing address, waits
 
 
+def test_one_address_trying_many_names_is_refused_before_the_hashes(make_api: MakeApi) -> None:
+    api = make_api(LOGIN_ADDRESS_RATE_LIMIT="100/10m")
+    api.app.state.runtime.store.users.create(  # type: ignore[attr-defined]
+        "vera", hash_password("viewer-pass"), Role.VIEWER.value
+    )
+    office = _from(api, "10.0.0.8")
+    token(office, "vera", "viewer-pass")  # she logs in here: a known account at this address
+    names = [f"user{n}" for n in range(130)]  # each a distinct name: TOKEN_RATE_LIMIT never fills
+    statuses = Counter(
+        office.post("/token", data={"username": name, "password": "x"}).status_code
+        for name in names
+    )
+    assert statuses == {401: 100, 429: 30}  # before: 130 x 401, each an argon2 verify
+    refused = office.post("/token", data={"username": "admin", "password": "admin-password"})
+    assert refused.status_code == 429 and "from this address" in refused.json()["detail"]
+    token(office, "vera", "viewer-pass")  # who logged in here before still does
+    token(_from(api, "10.0.0.9"), "admin", "admin-password")  # and other addresses are open
+
+
 def test_a_limit_can_be_turned_off(make_api: MakeApi) -> None:
     api = make_api(TOKEN_RATE_LIMIT="off")
     statuses = {

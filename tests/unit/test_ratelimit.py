@@ -132,6 +132,22 @@ def test_an_account_flooded_from_many_addresses_stays_open_where_its_owner_logs_
         limits.check("admin", "192.0.2.10")
 
 
+def test_failures_per_address_over_all_accounts_are_capped_but_known_accounts_pass() -> None:
+    clock = Clock()
+    limits = LoginLimits(Rate(10, 60), Rate(50, 3600), per_client=Rate(5, 600), clock=clock)
+    limits.succeeded("vera", "10.0.0.1")
+    for n in range(5):
+        limits.check(f"name{n}", "10.0.0.1")
+    with pytest.raises(RateLimitExceeded, match="from this address") as refused:
+        limits.check("name99", "10.0.0.1")  # before: never refused, whatever the count
+    assert refused.value.retry_after == 600
+    limits.check("vera", "10.0.0.1")  # an account that logged in here is not locked out
+    limits.succeeded("vera", "10.0.0.1")
+    limits.check("name99", "10.0.0.2")  # nor is another address
+    clock.now += 600
+    limits.check("name99", "10.0.0.1")
+
+
 def test_login_limits_off() -> None:
     limits = LoginLimits(None, None)
     for _ in range(100):

@@ -9,8 +9,8 @@ The client is the peer address uvicorn reports. It honours ``X-Forwarded-For`` o
 proxies in ``FORWARDED_ALLOW_IPS`` (none by default), so a client cannot choose the address it is
 counted as. An IPv6 client counts as its /64 network, since one host usually holds a whole /64.
 
-Logins (``LoginLimits``) count failed passwords only, keyed by address *and* account, and by
-account alone; the data-subject request form counts every request of an address::
+Logins (``LoginLimits``) count failed passwords only, keyed by address *and* account, by address
+alone and by account alone; the data-subject request form counts every request of an address::
 
     @router.post("/privacy/data-request", dependencies=[Depends(rate_limited("data_request"))])
 """
@@ -117,14 +117,22 @@ def _exceeded(message: str, wait: float) -> RateLimitExceeded:
 class LoginLimits:
     """Failed logins: slow for a guesser, and nobody else's failures lock a user out.
 
-    Two counts of failed passwords, checked before the password is:
+    Three counts of failed passwords, checked before the password is (so a refused guess costs
+    no password hash):
 
     - per client address and account (``TOKEN_RATE_LIMIT``): one place guessing one account.
       Other accounts at the same address (people behind one NAT or proxy) are not touched.
+    - per client address over every account (``LOGIN_ADDRESS_RATE_LIMIT``): one place trying
+      many names, each a hash to verify. Set far above what people mistyping behind one NAT
+      reach; once it is full, that address is refused for every account except those that
+      logged in there successfully (see below), so a newcomer there waits out the flood.
     - per account from every address (``LOGIN_ACCOUNT_RATE_LIMIT``): guesses spread over many
       addresses. Once it is full the account is refused from every address except those it
-      logged in from successfully within ``KNOWN_FOR`` (in this process), so whoever floods an
-      account with wrong passwords cannot lock its owner out at their usual address.
+      logged in from successfully, so whoever floods an account with wrong passwords cannot
+      lock its owner out at their usual address.
+
+    The known (account, address) pairs are kept in this process's memory only: since it
+    started, at most ``KNOWN_FOR`` ago, the latest ``_MAX_KNOWN``; a restart forgets them.
 
     ``check`` counts the attempt as a failure at once, so parallel guesses cannot pass a full
     window; ``succeeded`` takes it back for a correct password.
@@ -138,17 +146,19 @@ class LoginLimits:
         per_address: Rate | None,
         per_account: Rate | None,
         *,
+        per_client: Rate | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.per_address = SlidingWindow(per_address, clock=clock) if per_address else None
         self.per_account = SlidingWindow(per_account, clock=clock) if per_account else None
+        self.per_client = SlidingWindow(per_client, clock=clock) if per_client else None
         self.clock = clock
         self._known: dict[tuple[str, str], float] = {}  # (account, address) -> last success
         self._lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: RateLimitSettings) -> LoginLimits:
-        return cls(settings.token, settings.login_account)
+        return cls(settings.token, settings.login_account, per_client=settings.login_address)
 
     def check(self, account: str, address: str) -> None:
         """Count a login of ``account`` from ``address`` as failed until ``succeeded``; raise
@@ -160,23 +170,35 @@ class LoginLimits:
             if wait > 0:
                 rate = self.per_address.rate
                 raise _exceeded(f"Too many failed logins: at most {rate} per account", wait)
+        known = self._is_known(account, address)
+        if self.per_client is not None:
+            if known:
+                self.per_client.add(address)
+            elif wait := self.per_client.hit(address):
+                self._take_back(pair, None)
+                rate = self.per_client.rate
+                raise _exceeded(f"Too many failed logins from this address: at most {rate}", wait)
         if self.per_account is None:
             return
-        if self._is_known(account, address):
+        if known:
             self.per_account.add(account)
             return
         wait = self.per_account.hit(account)
         if wait > 0:
-            if self.per_address is not None:
-                self.per_address.take_back(pair)
+            self._take_back(pair, address)
             rate = self.per_account.rate
             raise _exceeded(f"Too many failed logins of this account: at most {rate}", wait)
+
+    def _take_back(self, pair: str, address: str | None) -> None:
+        if self.per_address is not None:
+            self.per_address.take_back(pair)
+        if address is not None and self.per_client is not None:
+            self.per_client.take_back(address)
 
     def succeeded(self, account: str, address: str) -> None:
         """The password was right: not a failure, and ``address`` is where the account logs in."""
         account = _digest(account)
-        if self.per_address is not None:
-            self.per_address.take_back(f"{address} {account}")
+        self._take_back(f"{address} {account}", address)
         if self.per_account is not None:
             self.per_account.take_back(account)
         with self._lock:

@@ -20,7 +20,8 @@ router = APIRouter(tags=["auth"])
         401: {"description": "Incorrect username or password"},
         429: {
             "description": "too many failed logins of this account, from this address"
-            " (TOKEN_RATE_LIMIT) or from anywhere (LOGIN_ACCOUNT_RATE_LIMIT)"
+            " (TOKEN_RATE_LIMIT) or from anywhere (LOGIN_ACCOUNT_RATE_LIMIT), or of any"
+            " account from this address (LOGIN_ADDRESS_RATE_LIMIT)"
         },
     },
 )
