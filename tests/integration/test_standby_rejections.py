@@ -93,6 +93,24 @@ def test_a_body_that_is_not_json_is_400(client: TestClient) -> None:
     assert answer.status_code == 400 and answer.json()["detail"] == "the body is not JSON"
 
 
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nest at most"),
+        (b'{"script_url": "https://8.8.8.8/a.py", "payload": {"x": "a\\u0000b"}}', "NUL"),
+        (b'{"script_url": "https://8.8.8.8/a.py", "payload": {"x": "\\ud83d"}}', "surrogate"),
+    ],
+    ids=["deep", "nul", "lone-surrogate"],
+)
+def test_json_the_api_refuses_is_400_here_too(client: TestClient, raw: bytes, message: str) -> None:
+    # A deep document went to json.loads, whose RecursionError is no ValueError: a 500.
+    answer = client.post("/task", content=raw, headers=AUTH)
+    assert answer.status_code == 400, answer.text
+    assert_error_shape(answer.json())
+    assert message in answer.json()["detail"]
+    assert client.get("/health").json()["task_executing"] is False
+
+
 def test_private_addresses_pass_only_when_allowed() -> None:
     with pytest.raises(UnsafeUrl):
         check_url("https://127.0.0.1:8443/a.py", allow_private=False)

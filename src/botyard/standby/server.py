@@ -7,7 +7,6 @@ process. ``keep_running`` serves task after task instead.
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 from datetime import datetime
@@ -20,8 +19,9 @@ from pydantic import SecretStr
 from starlette.exceptions import HTTPException
 
 from botyard.bearer import bearer_matches
-from botyard.errors import StandbyError, TaskBusy, TaskRejected
+from botyard.errors import InvalidInput, StandbyError, TaskBusy, TaskRejected
 from botyard.orchestrator.errors import error_body
+from botyard.orchestrator.input_rules import load_json
 from botyard.orchestrator.limits import BodySizeLimit
 from botyard.settings import StandbySettings
 from botyard.standby.record import OrchestratorRecorder
@@ -79,8 +79,10 @@ def create_standby_app(settings: StandbySettings, runner: TaskRunner) -> FastAPI
                 headers={"WWW-Authenticate": "Bearer"},
             )
         raw = await request.body()  # at most the limit above: BodySizeLimit stops the rest
-        try:
-            body = json.loads(raw)
+        try:  # the API's rules: a deep document would end json.loads in a RecursionError
+            body = load_json(raw, ("body",))
+        except InvalidInput as exc:
+            raise TaskRejected(f"the body cannot be taken: {exc.errors[0]['msg']}") from None
         except ValueError:
             raise TaskRejected("the body is not JSON") from None
         if runner.executing:  # before the URL is resolved: a busy server answers at once
