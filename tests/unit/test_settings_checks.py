@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from pydantic import ValidationError
@@ -190,3 +192,19 @@ def test_forwarded_headers_are_believed_only_from_the_proxies_named(
     monkeypatch.setenv("FORWARDED_ALLOW_IPS", "proxy.internal")
     with pytest.raises(ValidationError, match=r"'proxy\.internal' is not an IP address"):
         ServerSettings()
+
+
+@pytest.mark.parametrize("folder", ["odd?name", "odd#name", "100%name", "100%41"])
+def test_the_sqlite_check_opens_paths_that_look_like_uri_syntax(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, folder: str
+) -> None:
+    # The check opened f"file:{path}?mode=ro": a ? or # cut the path short (and SQLite then
+    # created the shorter file, its mode=ro lost), a % was read as an escape.
+    database = tmp_path / folder / "botyard.db"
+    database.parent.mkdir()
+    with sqlite3.connect(database) as db:
+        db.execute("CREATE TABLE kept (id INTEGER)")
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///" + quote(str(database)))
+    before = sorted(tmp_path.rglob("*"))
+    assert preflight.connection_problems(Settings(), redis=False) == []
+    assert sorted(tmp_path.rglob("*")) == before

@@ -129,7 +129,11 @@ def _sqlite_problem(database: Path) -> str | None:
         return None  # created, with its schema, at the first start
     try:
         with contextlib.closing(
-            sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=CONNECT_TIMEOUT)
+            # Quoted as a URI: a ?, # or % in the path would otherwise end or change it (and
+            # without its mode=ro, SQLite would create the file the path was cut down to).
+            sqlite3.connect(
+                f"{database.resolve().as_uri()}?mode=ro", uri=True, timeout=CONNECT_TIMEOUT
+            )
         ) as db:
             db.execute("PRAGMA schema_version").fetchone()
     except sqlite3.Error as exc:
