@@ -237,19 +237,60 @@ def test_a_real_agent_proves_itself_and_one_of_another_installation_does_not(
 
 
 def test_the_agent_checks_signatures_without_reading_big_bodies(agent: AgentWorker) -> None:
-    from botyard.agent_signature import sign
+    from botyard.agent_signature import audience, sign
 
     url = agent.config.endpoint
-    status = {"Authorization": sign(TOKEN, "GET", "/status", b"")}
+    assert url is not None
+    me = audience(url)
+    status = {"Authorization": sign(TOKEN, "GET", "/status", b"", to=me)}
     assert httpx.get(f"{url}/status", headers=status).status_code == 200
     assert httpx.get(f"{url}/status", headers=status).status_code == 401  # a copy, sent again
     big = b"x" * (65 * 1024)
-    signed = {"Authorization": sign(TOKEN, "POST", "/execute", big)}
+    signed = {"Authorization": sign(TOKEN, "POST", "/execute", big, to=me)}
     assert httpx.post(f"{url}/execute", content=big, headers=signed).status_code == 413
     body = b'{"job_id": 1, "attempt": 1}'
 
     def chunks() -> Iterator[bytes]:
         yield body
 
-    signed = {"Authorization": sign(TOKEN, "POST", "/execute", body)}
+    signed = {"Authorization": sign(TOKEN, "POST", "/execute", body, to=me)}
     assert httpx.post(f"{url}/execute", content=chunks(), headers=signed).status_code == 413
+
+
+def test_a_rogue_endpoint_cannot_relay_the_challenge_to_a_real_agent(
+    store: SqlStore, agent: AgentWorker, dispatcher: AgentDispatcher, httpserver: Any
+) -> None:
+    """Before: the rogue passed the agent's signed ``GET /status`` on, and its proof with it."""
+    from werkzeug import Request as WsgiRequest
+    from werkzeug import Response as WsgiResponse
+
+    from botyard.agent_signature import CHALLENGE_HEADER
+    from botyard.orchestrator.dispatch import AgentUnreachable
+
+    real = agent.config.endpoint
+    assert real is not None
+
+    def relay(request: WsgiRequest) -> WsgiResponse:
+        keep = ("Authorization", CHALLENGE_HEADER)
+        headers = {name: request.headers[name] for name in keep if name in request.headers}
+        answer = httpx.get(f"{real}/status", headers=headers)
+        return WsgiResponse(answer.content, answer.status_code, content_type="application/json")
+
+    httpserver.expect_request("/status").respond_with_handler(relay)
+    rogue = httpserver.url_for("/").rstrip("/")
+    with pytest.raises(AgentUnreachable, match="HTTP 401"):
+        dispatcher.register(rogue)
+    assert store.workers.get("agent-int").endpoint == real  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Botyard-Signature t=" + "9" * 5000 + ",n=" + "a" * 22 + ",s=" + "0" * 64,
+        "Botyard-Signature t=1,n=1,s=1,t=2",
+        "Botyard-Signature " + "=" * 3000,
+    ],
+)
+def test_a_malformed_signature_is_a_4xx_at_the_agent(agent: AgentWorker, header: str) -> None:
+    answer = httpx.get(f"{agent.config.endpoint}/status", headers={"Authorization": header})
+    assert answer.status_code == 401, answer.text  # before: 500 for the 5,000-digit stamp

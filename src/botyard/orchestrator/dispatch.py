@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from botyard.agent_signature import CHALLENGE_HEADER, SignedRequests, proof_matches
+from botyard.agent_signature import CHALLENGE_HEADER, SignedRequests, audience, proof_matches
 from botyard.bus.base import JOBS
 from botyard.errors import BotyardError
 from botyard.jobs import JobStatus
@@ -260,11 +260,12 @@ class AgentDispatcher:
         except (ValueError, KeyError, TypeError):
             raise AgentUnreachable(f"{url}/status is not an agent's answer") from None
         if self._token is not None and not proof_matches(
-            self._token, challenge, worker_id, body.get("proof")
+            self._token, challenge, worker_id, audience(url), body.get("proof")
         ):
             raise AgentUnreachable(
                 f"{url} did not prove it is an agent of this installation"
-                " (is its BOTYARD_WORKER_TOKEN this orchestrator's?)"
+                " (is its BOTYARD_WORKER_TOKEN this orchestrator's, and its BOTYARD_AGENT_URL"
+                " this URL?)"
             )
         known = self.store.workers.get(worker_id)
         if known is None or known.mode != "agent":

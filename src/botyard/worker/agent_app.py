@@ -24,7 +24,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from botyard.agent_signature import CHALLENGE_HEADER, SCHEME, SignatureCheck, prove
+from botyard.agent_signature import CHALLENGE_HEADER, SCHEME, SignatureCheck, audience, prove
 from botyard.bearer import bearer_matches
 from botyard.errors import ConfigurationError
 from botyard.orchestrator.errors import error_body
@@ -138,7 +138,10 @@ async def _authenticate(
 def create_agent_app(agent: AgentWorker, settings: AgentSettings, *, development: bool) -> FastAPI:
     networks = parse_networks(settings.authorized_ips)
     token = settings.token.get_secret_value() if settings.token else None
-    signatures = SignatureCheck(token) if token else None
+    # Signatures and proofs name the agent as the orchestrator addresses it (BOTYARD_AGENT_URL):
+    # one addressed to another endpoint (relayed by it) is refused here.
+    me = audience(agent.config.endpoint or f"http://{socket.gethostname()}:{settings.port}")
+    signatures = SignatureCheck(token, me) if token else None
     clock = Clock()
     app = FastAPI(title="Botyard agent", version=__version__, docs_url=None, redoc_url=None)
 
@@ -166,7 +169,7 @@ def create_agent_app(agent: AgentWorker, settings: AgentSettings, *, development
     async def status(request: Request) -> dict[str, Any]:
         cfg, stats = agent.config, agent.stats
         challenge = request.headers.get(CHALLENGE_HEADER, "")[:200]
-        proof = {"proof": prove(token, challenge, cfg.worker_id)} if token and challenge else {}
+        proof = {"proof": prove(token, challenge, cfg.worker_id, me)} if token and challenge else {}
         actions: dict[str, list[str]] = {}
         for name in cfg.automations:
             provider, _, action = name.partition(".")
