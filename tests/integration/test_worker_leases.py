@@ -128,3 +128,35 @@ def test_an_idle_job_process_outlives_many_lease_lengths_and_runs_the_next_job(
     finally:
         worker.stop(0)
         thread.join(10)
+
+
+def test_renewals_do_not_wait_behind_a_slow_host_sweep(
+    store: SqlStore, bus: Bus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweep of the host that takes longer than a lease (a host with many processes) holds
+    up no renewal: the job runs to its end, never fenced."""
+    swept = threading.Event()
+
+    def slow_sweep() -> None:
+        swept.set()
+        time.sleep(2.5)
+
+    # The rounds' first host sweep would come 30 s after start: have it come at once, and slow.
+    monkeypatch.setattr("botyard.worker.upkeep.HOST_SWEEP_INTERVAL", 0.0)
+    monkeypatch.setattr("botyard.worker.upkeep.Upkeep.sweep_host", lambda _self: slow_sweep())
+    worker, thread = _start(store, bus, tmp_path, ("tests.slow",), lease_ttl=1.0)
+    try:
+        job, _ = store.submit(NewJob("tests.slow", {"seconds": 2.0}, max_attempts=1))
+        deadline = time.monotonic() + 30
+        while store.get_job(job.id, detail=False).status not in (
+            JobStatus.SUCCEEDED,
+            JobStatus.FAILED,
+        ):
+            assert time.monotonic() < deadline, "the job did not settle"
+            time.sleep(0.05)
+    finally:
+        worker.stop(0)
+        thread.join(10)
+    assert swept.is_set()
+    # Before: the keeper swept between renewals, the fence (0.75 s) passed, the tree was killed.
+    assert [a.outcome for a in store.get_job(job.id).attempts] == [Outcome.SUCCEEDED.value]

@@ -46,8 +46,15 @@ class WorkerConfig:
     @property
     def fence_margin(self) -> float:
         """How long before its lease could expire a job whose lease was not renewed is killed:
-        time for the kill to land. Healthy renewals (every ``renew_interval``) never get near."""
-        return max(0.25, min(self.lease_ttl / 10, 2.0))
+        time for the kill to land. Healthy renewals (every ``renew_interval``) never get near.
+
+        A tenth of the lease, up to 2 s, and at least 0.5 s: the kill lands within the
+        supervisor's wake-up and one SIGKILL round over the tree (milliseconds), but a loaded
+        host may not schedule it for a few hundred (0.25 s, a tenth of a 2 s lease, left too
+        little). The floor gives way only where it would leave less than two renewal intervals
+        to renew in, so that one late renewal never costs a healthy job (a 1 s lease: 0.25 s)."""
+        wanted = max(0.5, min(self.lease_ttl / 10, 2.0))
+        return min(wanted, max(0.25, self.lease_ttl - 2 * self.renew_interval))
 
     def heartbeat_fields(self, status: str, active: int) -> dict[str, str]:
         """What the worker's Redis heartbeat key holds."""

@@ -1,9 +1,10 @@
 """The pull worker: claims jobs from the store the moment they arrive and runs them in children.
 
 Threads: the main loop (claims), one thread per slot (runs a job on a child process), a writer
-(stores what attempts report), a keeper (renews leases, heartbeats, sweeps expired leases) and a
-listener (wake-ups and cancels from the bus). Nothing here waits on a polling interval except
-the safety net.
+(stores what attempts report), a keeper (renews leases, and nothing else: a late renewal gets a
+healthy job fenced), an upkeep thread (heartbeats, sweeps: ``upkeep.py``) and a listener
+(wake-ups and cancels from the bus). Nothing here waits on a polling interval except the safety
+net.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ from botyard.worker.writer import StoreWriter
 log = logging.getLogger("botyard.worker")
 
 _PREFETCH_BELOW_SECONDS = 1.0
-_HOST_SWEEP_INTERVAL = 30.0  # browsers and job processes whose owner died
 
 
 class PullWorker:
@@ -86,6 +86,7 @@ class PullWorker:
         self._last_renewal = time.monotonic()
         self._subscription: Subscription | None = None
         self._listener: threading.Thread | None = None
+        self._upkeep: threading.Thread | None = None
         cap = None if config.max_retries is None else config.max_retries + 1
         token = config.worker_token.get_secret_value() if config.worker_token else None
         # The secrets the worker knows and its jobs' processes are not given (and the rest).
@@ -160,6 +161,7 @@ class PullWorker:
         self._listener = threading.Thread(target=self._listen, name="botyard-listener", daemon=True)
         self._listener.start()
         threading.Thread(target=self._keep, name="botyard-keeper", daemon=True).start()
+        self._upkeep = self.upkeep.start(self._stopped, self._stopping)
         if self.wakeups.lists is not None:
             self._feed = RedisFeed(
                 self.wakeups.lists,
@@ -402,20 +404,8 @@ class PullWorker:
                 log.info("stopped job %s (%s)", job_id, reason.value)
 
     def _keep(self) -> None:
-        cfg = self.config
-        next_beat = next_sweep = next_host_sweep = 0.0
-        while not self._stopped.wait(cfg.renew_interval):
+        while not self._stopped.wait(self.config.renew_interval):
             self._renew()
-            now = time.monotonic()
-            if now >= next_beat:
-                next_beat = now + cfg.heartbeat_interval
-                self.upkeep.heartbeat("stopping" if self._stopping.is_set() else "online")
-            if now >= next_host_sweep:
-                next_host_sweep = now + _HOST_SWEEP_INTERVAL
-                self.upkeep.sweep_host()
-            if now >= next_sweep and not self._stopping.is_set():
-                next_sweep = now + cfg.recover_interval
-                self.upkeep.recover_expired()
 
     def _renew(self, only: set[int] | None = None) -> None:
         with self._cond:
@@ -486,6 +476,8 @@ class PullWorker:
             slot.thread.join(timeout=10)
         self.writer.stop()
         self._stopped.set()
+        if self._upkeep is not None:  # its last "online" beat must not land after "offline"
+            self._upkeep.join(timeout=5)
         self.upkeep.heartbeat("offline")
         self.events.flush(timeout=2.0)  # the last events and the offline beat, if Redis is up
         if self._listener is not None:

@@ -1,13 +1,18 @@
-"""The keeper thread's rounds besides lease renewals: heartbeats, and the sweeps.
+"""The upkeep thread: heartbeats and the sweeps, apart from the keeper that renews leases.
 
-Expired leases are recovered for any worker (a dead one's jobs); the host is swept for browsers
-and job processes whose owner died (a worker killed with -9, say). Every round's failure is
-logged and the next round tries again: none of them may end the thread.
+A late renewal makes a job's supervisor kill a healthy job (the fence), so renewals never wait
+behind this thread's slower work: the host sweep reads every process's environment, and a
+heartbeat or the expired-lease sweep may wait on a busy store. Expired leases are recovered for
+any worker (a dead one's jobs); the host is swept for browsers and job processes whose owner
+died (a worker killed with -9, say). Every round's failure is logged and the next round tries
+again: none of them may end the thread.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Sequence
 from functools import partial
 
@@ -21,6 +26,8 @@ from botyard.worker.config import Stats, WorkerConfig
 from botyard.worker.slot import Slot
 
 log = logging.getLogger("botyard.worker")
+
+HOST_SWEEP_INTERVAL = 30.0  # browsers and job processes whose owner died
 
 
 class Upkeep:
@@ -40,6 +47,34 @@ class Upkeep:
         self.events = events
         self.stats = stats
         self.slots = slots
+
+    def start(self, stopped: threading.Event, stopping: threading.Event) -> threading.Thread:
+        """Heartbeats and sweeps on a thread of their own until ``stopped``; the host was swept
+        at start, so its next sweep comes an interval later."""
+        thread = threading.Thread(
+            target=self._rounds, args=(stopped, stopping), name="botyard-upkeep", daemon=True
+        )
+        thread.start()
+        return thread
+
+    def _rounds(self, stopped: threading.Event, stopping: threading.Event) -> None:
+        cfg = self.config
+        now = time.monotonic()
+        next_beat, next_sweep, next_host_sweep = now, now, now + HOST_SWEEP_INTERVAL
+        while not stopped.wait(
+            max(0.0, min(next_beat, next_sweep, next_host_sweep) - time.monotonic())
+        ):
+            now = time.monotonic()
+            if now >= next_beat:
+                next_beat = now + cfg.heartbeat_interval
+                self.heartbeat("stopping" if stopping.is_set() else "online")
+            if now >= next_host_sweep:
+                next_host_sweep = now + HOST_SWEEP_INTERVAL
+                self.sweep_host()
+            if now >= next_sweep:
+                next_sweep = now + cfg.recover_interval
+                if not stopping.is_set():
+                    self.recover_expired()
 
     def heartbeat(self, status: str) -> None:
         active = sum(1 for slot in self.slots if slot.running() is not None)
