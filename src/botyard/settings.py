@@ -175,12 +175,19 @@ class ServerSettings(BaseSettings):
     @field_validator("forwarded_allow_ips")
     @classmethod
     def _proxies(cls, value: list[str]) -> list[str]:
+        # uvicorn takes an entry it cannot read as a network (10.0.0.1/8, host bits set) for a
+        # literal name that no peer address equals, and "*" only when it is the whole list: what
+        # it would silently ignore is refused here instead.
+        if "*" in value and len(value) > 1:
+            raise ValueError("'*' (trust every proxy) must be the only entry")
         for entry in value:
             if entry != "*":
                 try:
-                    ipaddress.ip_network(entry, strict=False)
+                    ipaddress.ip_network(entry)
                 except ValueError:
-                    raise ValueError(f"{entry!r} is not an IP address, a CIDR or *") from None
+                    raise ValueError(
+                        f"{entry!r} is not an IP address, a CIDR (with no host bits set) or *"
+                    ) from None
         return value
 
 

@@ -154,3 +154,21 @@ def test_config_check_passes_with_a_reachable_database(tmp_path: Path, postgres_
     )
     assert passed.returncode == 0, passed.stderr
     assert "start-up checks passed (the store reached)" in passed.stderr
+
+
+@pytest.mark.parametrize("proxies", ["10.0.0.1/8", '["*", "10.0.0.0/8"]'])
+def test_server_refuses_forwarded_allow_ips_uvicorn_would_ignore_in_a_line(
+    tmp_path: Path, proxies: str
+) -> None:
+    environment = {**os.environ, "BOTYARD_DATA_DIR": str(tmp_path), "FORWARDED_ALLOW_IPS": proxies}
+    environment["JWT_SECRET"] = SECRETS["JWT_SECRET"]
+    server = subprocess.run(
+        [sys.executable, "-m", "botyard", "server", "--port", str(_closed_port())],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert server.returncode == 2, server.stderr  # before: it started, believing no proxy
+    (line,) = server.stderr.splitlines()
+    assert line.startswith("FORWARDED_ALLOW_IPS: "), line

@@ -194,6 +194,25 @@ def test_forwarded_headers_are_believed_only_from_the_proxies_named(
         ServerSettings()
 
 
+@pytest.mark.parametrize(
+    ("value", "refusal"),
+    [
+        ("10.0.0.1/8", r"'10\.0\.0\.1/8' is not an IP address, a CIDR \(with no host bits"),
+        ("10.0.0.0/8,*", r"'\*' \(trust every proxy\) must be the only entry"),
+        ('["*", "10.0.0.0/8"]', r"must be the only entry"),
+    ],
+)
+def test_forwarded_allow_ips_that_uvicorn_would_ignore_are_refused(
+    monkeypatch: pytest.MonkeyPatch, value: str, refusal: str
+) -> None:
+    # Before: accepted, then uvicorn never trusted 10.0.0.1/8 nor took the list for "all".
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", value)
+    with pytest.raises(ValidationError, match=refusal):
+        ServerSettings()
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "*")
+    assert ServerSettings().forwarded_allow_ips == ["*"]
+
+
 @pytest.mark.parametrize("folder", ["odd?name", "odd#name", "100%name", "100%41"])
 def test_the_sqlite_check_opens_paths_that_look_like_uri_syntax(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, folder: str

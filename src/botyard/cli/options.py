@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import typer
+from pydantic import ValidationError
 
 from botyard.masking import Masker, install_log_masking
 from botyard.settings import Settings
@@ -41,6 +42,15 @@ def settings_for(data_dir: Path | None, database_url: str | None) -> Settings:
     settings = Settings()
     install_log_masking(Masker.from_settings(settings))  # e.g. a password in --database-url
     return settings
+
+
+def settings_problem(exc: ValidationError) -> str:
+    """A refused setting in one line: the variable, then what is wrong with it."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or exc.title
+    message = str(first["msg"]).removeprefix("Value error, ")
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {message}{more}"
 
 
 def modules_or_default(modules: list[str] | None, settings: Settings) -> list[str]:

@@ -18,6 +18,7 @@ from botyard.cli.options import (
     Scripts,
     modules_or_default,
     settings_for,
+    settings_problem,
 )
 from botyard.cli.supervisor import Supervisor, interrupts_as_exit, wait_healthy
 from botyard.errors import BotyardError
@@ -65,7 +66,8 @@ def server(
         cert, key = settings.tls.cert_path, settings.tls.key_path
         ssl_factory = tls.uvicorn_factory(tls.server_context(cert, key)) if cert and key else None
     except (BotyardError, ValidationError) as exc:
-        console.print(str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
+        line = settings_problem(exc) if isinstance(exc, ValidationError) else str(exc)
+        console.print(line, style="red", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from exc
     refuse_unreachable(settings)
     uvicorn.run(
