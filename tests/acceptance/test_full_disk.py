@@ -9,12 +9,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from botyard.orchestrator.health import READY_CACHE_SECONDS
 from tests.acceptance.conftest import System
 
 DISK_BYTES = 8 * 2**20
@@ -81,6 +83,7 @@ def test_readiness_fails_on_a_full_disk_and_the_failures_log_once(
 
     # Full: SELECT 1 still answers, the probe's write does not.
     _fill(small_disk, "full")
+    time.sleep(READY_CACHE_SECONDS)  # past the store check's last answer
     full = httpx.get(f"{system.url}/health/ready", timeout=10)
     assert full.status_code == 503, full.text
     assert full.json()["checks"]["store"] == "cannot write: the disk is full"
@@ -102,6 +105,7 @@ def test_readiness_fails_on_a_full_disk_and_the_failures_log_once(
     # Room again: ready again, and submits work.
     (small_disk / "full").unlink()
     (small_disk / "nearly").unlink()
+    time.sleep(READY_CACHE_SECONDS)
     again = httpx.get(f"{system.url}/health/ready", timeout=10)
     assert again.status_code == 200, again.text
     assert system.api("POST", "/jobs", json=job).status_code == 201

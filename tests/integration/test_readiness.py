@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
-from sqlalchemy import make_url, select
+from sqlalchemy import event, make_url, select
 from tests.api_helpers import MakeApi
 
+from botyard.orchestrator.health import READY_CACHE_SECONDS
 from botyard.store.tables import leases
 
 
@@ -48,6 +51,7 @@ def test_ready_commits_a_probe_write_and_leaves_nothing(make_api: MakeApi, store
 def test_a_store_that_cannot_take_a_write_is_not_ready(make_api: MakeApi, store_url: str) -> None:
     api = make_api(store_url)
     assert api.get("/health/ready").status_code == 200
+    time.sleep(READY_CACHE_SECONDS)  # past the answer just taken
     with _write_lock(store_url):
         started = time.monotonic()
         locked = api.get("/health/ready")
@@ -55,6 +59,7 @@ def test_a_store_that_cannot_take_a_write_is_not_ready(make_api: MakeApi, store_
     assert locked.status_code == 503, locked.text
     assert locked.json()["checks"]["store"] == "cannot write: no write lock within 2 s"
     assert took < 10, f"readiness took {took:.1f} s"  # not the store's 30 s lock wait
+    time.sleep(READY_CACHE_SECONDS)
     assert api.get("/health/ready").status_code == 200
 
 
@@ -67,3 +72,37 @@ def test_too_little_room_in_the_data_directory_is_not_ready(make_api: MakeApi) -
     assert body["checks"]["disk"].startswith("the data directory has ")
     assert "readiness asks for (BOTYARD_MIN_FREE_BYTES)" in body["detail"]
     assert make_api(BOTYARD_MIN_FREE_BYTES="0").get("/health/ready").status_code == 200
+
+
+def test_a_burst_of_readiness_calls_makes_one_probe_write(
+    make_api: MakeApi, store_url: str
+) -> None:
+    # No login is needed for readiness: each call's write once let a flood hold SQLite's
+    # write lock on the API's threads.
+    api = make_api(store_url)
+    engine = api.app.state.runtime.store.engine  # type: ignore[attr-defined]
+    probes: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO LEASES"):
+            probes.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    callers = 20
+    start = threading.Barrier(callers)
+    answers: list[int] = []
+
+    def call() -> None:
+        start.wait()
+        answers.append(api.get("/health/ready").status_code)
+
+    threads = [threading.Thread(target=call) for _ in range(callers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert answers == [200] * callers
+    assert len(probes) == 1, f"{len(probes)} probe writes for {callers} calls"
+    time.sleep(READY_CACHE_SECONDS)  # the answer stands for a while, not for good
+    assert api.get("/health/ready").status_code == 200
+    assert len(probes) == 2

@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 import time
 import uuid
-from collections.abc import Iterable
+import weakref
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +152,71 @@ def averages(points: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, f
 
 # Readiness answers within a probe's usual timeout even when a writer holds SQLite's lock.
 PROBE_TIMEOUT_MS = 2000
+# How long a store check's answer stands. /health/ready needs no login, and each check writes:
+# without this, a flood of probes would queue the API's threads for SQLite's write lock.
+READY_CACHE_SECONDS = 1.5
+
+
+class CachedCheck:
+    """``check()``'s answer, taken at most once per ``ttl`` seconds and one at a time.
+
+    While a check runs, callers get the answer before it (or wait for it, when there is none
+    yet): N readiness calls at once make one store write, not N.
+    """
+
+    def __init__(self, check: Callable[[], str], ttl: float = READY_CACHE_SECONDS) -> None:
+        self._check = check
+        self._ttl = ttl
+        self._running = threading.Lock()
+        self._last: tuple[float, str] | None = None  # (monotonic time taken, answer)
+
+    def _fresh(self) -> str | None:
+        last = self._last
+        if last is not None and time.monotonic() - last[0] < self._ttl:
+            return last[1]
+        return None
+
+    def __call__(self) -> str:
+        if (answer := self._fresh()) is not None:
+            return answer
+        last = self._last
+        if last is not None and not self._running.acquire(blocking=False):
+            return last[1]  # another thread is checking: its answer comes in a moment
+        if last is None:
+            self._running.acquire()
+        try:
+            if (answer := self._fresh()) is not None:  # taken while this thread waited
+                return answer
+            answer = self._check()
+            self._last = (time.monotonic(), answer)
+            return answer
+        finally:
+            self._running.release()
+
+
+_store_checks: weakref.WeakKeyDictionary[Engine, CachedCheck] = weakref.WeakKeyDictionary()
+_store_checks_lock = threading.Lock()
+
+
+def store_state(engine: Engine) -> str:
+    """``ok``, or what is wrong with the store, as readiness reports it (cached, see above)."""
+    with _store_checks_lock:
+        check = _store_checks.get(engine)
+        if check is None:
+            check = _store_checks[engine] = CachedCheck(partial(_store_state, engine))
+    return check()
+
+
+def _store_state(engine: Engine) -> str:
+    try:
+        # Read-only: on SQLite a write transaction would queue for the lock (up to 30 s).
+        with engine.connect().execution_options(readonly=True) as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        return f"unavailable: {type(exc).__name__}"
+    # Reachable is not enough: a full disk answers SELECT 1 and refuses every submit.
+    problem = store_write_problem(engine)
+    return "ok" if problem is None else f"cannot write: {problem}"
 
 
 def store_write_problem(engine: Engine) -> str | None:

@@ -6,10 +6,9 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from botyard.orchestrator.deps import RuntimeDep
-from botyard.orchestrator.health import disk_problems, store_write_problem
+from botyard.orchestrator.health import disk_problems, store_state
 from botyard.orchestrator.schemas import Health
 
 router = APIRouter(tags=["health"])
@@ -31,16 +30,7 @@ async def live() -> Health:
 
 @router.get("/health/ready", responses={503: {"description": "a dependency is down"}})
 def ready(runtime: RuntimeDep) -> JSONResponse:
-    checks: dict[str, str] = {}
-    try:
-        # Read-only: on SQLite a write transaction would queue for the lock (up to 30 s).
-        with runtime.store.engine.connect().execution_options(readonly=True) as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:
-        checks["store"] = f"unavailable: {type(exc).__name__}"
-    else:  # reachable is not enough: a full disk answers SELECT 1 and refuses every submit
-        problem = store_write_problem(runtime.store.engine)
-        checks["store"] = "ok" if problem is None else f"cannot write: {problem}"
+    checks = {"store": store_state(runtime.store.engine)}  # a write: one per READY_CACHE_SECONDS
     data_dir = runtime.settings.store.data_dir
     room = disk_problems(
         [("data directory", data_dir), ("evidence directory", data_dir / "evidence")],
