@@ -109,6 +109,20 @@ def test_role_and_password_changes_and_disabling_end_old_tokens(
         assert action in actions
 
 
+def test_enabling_a_user_ends_none_of_its_tokens_and_revives_none(
+    make_api: MakeApi, store_url: str
+) -> None:
+    api = make_api(store_url)
+    admin = _admin(api)
+    admin.add("vera", "viewer-pw", Role.VIEWER, actor="test")
+    live = token(api, "vera", "viewer-pw")
+    admin.enable("vera", actor="test")  # she was never disabled
+    assert api.get("/jobs", headers=live).status_code == 200  # before: 401, logged out
+    admin.disable("vera", actor="test")
+    admin.enable("vera", actor="test")
+    assert api.get("/jobs", headers=live).status_code == 401  # disabling ended it for good
+
+
 def test_a_failed_login_names_its_actor_only_when_the_user_exists(
     make_api: MakeApi, store_url: str
 ) -> None:

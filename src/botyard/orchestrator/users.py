@@ -54,7 +54,10 @@ class UserAdmin:
         return self._changed("user_disabled", user, actor, client)
 
     def enable(self, username: str, *, actor: str, client: str | None = None) -> UserRecord:
-        user = self.users.change(username, disabled=False)
+        """Let the user log in again. Its tokens are left alone: a disabled user's ended when it
+        was disabled (and stay ended), and enabling one that was never disabled — a script
+        enabling everyone, say — must not log it out everywhere."""
+        user = self.users.change(username, disabled=False, end_tokens=False)
         return self._changed("user_enabled", user, actor, client)
 
     def delete(self, username: str, *, actor: str, client: str | None = None) -> UserRecord:

@@ -69,12 +69,16 @@ class Users:
         password_hash: str | None = None,
         role: str | None = None,
         disabled: bool | None = None,
+        end_tokens: bool = True,
     ) -> UserRecord:
-        """Set what is given and end every token of the user (``token_version`` + 1), at once.
+        """Set what is given and end every token of the user (``token_version`` + 1), at once
+        (unless ``end_tokens`` is false).
 
         With nothing given it only ends the tokens (a logout). ``UnknownUser`` when there is none.
         """
-        values: dict[str, Any] = {"token_version": users.c.token_version + 1}
+        values: dict[str, Any] = {}
+        if end_tokens:
+            values["token_version"] = users.c.token_version + 1
         if password_hash is not None:
             values["password_hash"] = password_hash
         if role is not None:
