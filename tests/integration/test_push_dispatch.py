@@ -6,7 +6,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from botyard.orchestrator.dispatch import AgentDispatcher
 from botyard.orchestrator.service import JobService
 from botyard.settings import AgentSettings, Settings
 from botyard.store import NewJob, SqlStore
-from botyard.store.tables import workers
+from botyard.store.tables import jobs, workers
 from botyard.worker import WorkerConfig
 from botyard.worker.agent import AgentWorker
 from botyard.worker.agent_app import create_agent_app
@@ -294,3 +294,26 @@ def test_a_rogue_endpoint_cannot_relay_the_challenge_to_a_real_agent(
 def test_a_malformed_signature_is_a_4xx_at_the_agent(agent: AgentWorker, header: str) -> None:
     answer = httpx.get(f"{agent.config.endpoint}/status", headers={"Authorization": header})
     assert answer.status_code == 401, answer.text  # before: 500 for the 5,000-digit stamp
+
+
+def test_an_agents_fence_counts_from_its_lease_not_from_the_push(
+    store: SqlStore, agent: AgentWorker
+) -> None:
+    """A push that reached the agent 2 s after the orchestrator's claim (more than the fence
+    margin, 1 s at lease 10 s): the job's tree is still killed before its lease can expire."""
+    store.submit(NewJob("tests.slow", {"seconds": 0.5}))
+    [job] = store.claim(
+        "agent-int", queues=["default"], automations=["tests.slow"], limit=1, lease_ttl=10
+    )
+    with store.engine.begin() as conn:  # claimed 2 s ago: 8 s of the lease are left
+        conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job.id)
+            .values(lease_expires_at=datetime.now(UTC) + timedelta(seconds=8))
+        )
+    agent.accept(job.id, job.attempt)
+    kill_at = agent.fences.kill_at(job.id, job.attempt)
+    left = store.get_job(job.id, detail=False).lease_expires_at
+    assert kill_at is not None and left is not None
+    # Before: the fence came 9 s after the push, a second after the lease had expired.
+    assert kill_at - time.monotonic() < (left - datetime.now(UTC)).total_seconds()

@@ -11,6 +11,7 @@ new id) answers ``not_found`` to ``poll_worker_job_status``, which ends the leas
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -82,10 +83,16 @@ class AgentWorker(PullWorker):
             raise NotHeld(f"this agent does not hold job {job_id} attempt {attempt}")
         if job.automation not in cfg.automations:
             raise NotHeld(f"this agent does not run {job.automation}")
+        # The lease runs from the orchestrator's claim, not from now: renewed before the job is
+        # held, so that its fence is counted from a statement this agent sent. Otherwise a push
+        # slower than the fence margin would have the tree killed after the lease had expired.
+        renewed_at = time.monotonic()
+        if not self.store.renew_leases(cfg.worker_id, [(job.id, job.attempt)], cfg.lease_ttl):
+            raise NotHeld(f"this agent no longer holds job {job_id} attempt {attempt}")
         with self._cond:
             if len(self._held) >= cfg.concurrency:
                 raise AgentFull(f"{len(self._held)} of {cfg.concurrency} slots busy")
-            self._hold([job])
+            self._hold([job], leased_at=renewed_at)
         state = JobState(job.id, job.attempt, "running", datetime.now(UTC))
         with self._jobs_lock:
             self.jobs[job.id] = state

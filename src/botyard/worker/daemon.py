@@ -276,9 +276,8 @@ class PullWorker:
     def _hold(self, claimed: list[ClaimedJob], leased_at: float | None = None) -> None:
         """Count jobs as this worker's until their slot is free again (under ``_cond``).
 
-        ``leased_at``: a ``time.monotonic()`` taken before the claim that set their leases
-        (an agent's jobs were claimed a moment ago by the orchestrator: now, and the safety
-        margin of the fence covers the difference)."""
+        ``leased_at``: a ``time.monotonic()`` taken before the claim or renewal that set their
+        leases (an agent renews the orchestrator's claim before it holds the job); default now."""
         sent_at = time.monotonic() if leased_at is None else leased_at
         self.fences.leased([(job.id, job.attempt) for job in claimed], sent_at)
         for job in claimed:
