@@ -17,6 +17,7 @@ from botyard.bearer import bearer_matches
 from botyard.errors import InvalidToken, JobNotFound
 from botyard.jobs import JobStatus
 from botyard.orchestrator.auth import Authenticator, Principal, check_permission
+from botyard.orchestrator.schemas import MAX_INT
 from botyard.orchestrator.service import JobService
 from botyard.wiring import Runtime
 
@@ -76,9 +77,6 @@ async def worker_token(request: Request, runtime: RuntimeDep) -> None:
         raise InvalidToken("Could not validate credentials")
 
 
-_MAX_ID = 2**63 - 1
-
-
 @dataclass(frozen=True, slots=True)
 class Attempt:
     """A running attempt as its credential names it, and its job's provider."""
@@ -100,7 +98,7 @@ async def running_attempt(request: Request, runtime: RuntimeDep) -> Attempt:
         if token is not None and scheme.lower() == "bearer" and value
         else None
     )
-    if credential is None or credential.job_id > _MAX_ID:
+    if credential is None or credential.job_id > MAX_INT:
         raise InvalidToken("Could not validate credentials")
     try:
         job = await anyio.to_thread.run_sync(

@@ -31,10 +31,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from botyard.errors import InvalidInput
 from botyard.orchestrator import errors
+from botyard.unstorable import UNSTORABLE
 
 MAX_JSON_DEPTH = 64
 
-_BAD_CHARACTER = re.compile("[\x00\ud800-\udfff]")
 # A JSON string, escapes included. One that is not closed runs to the end of the text, so
 # that a match never fails: a failed one would be tried again from each later quote (a body of
 # quotes and backslashes would then cost time that grows with the square of its size).
@@ -42,7 +42,7 @@ _JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
 _NOT_A_BRACKET = re.compile(r"[^\[\]{}]+")
 # What a document needs for one of its values to break the rules; without it (nearly always)
 # its values are not looked at one by one.
-_SUSPECT = re.compile(r"\\u0000|\\u[dD][89a-fA-F]|[\x00\ud800-\udfff]|\d[eE]\+?\d{3}")
+_SUSPECT = re.compile(rf"\\u0000|\\u[dD][89a-fA-F]|{UNSTORABLE.pattern}|\d[eE]\+?\d{{3}}")
 # Bodies larger than this are checked in a thread, not on the event loop.
 _LARGE = 64 * 1024
 _MESSAGES = {
@@ -59,7 +59,7 @@ Loc = tuple[str | int, ...]
 
 def problem(value: str) -> str | None:
     """Why ``value`` cannot be stored (``nul_character``, ``lone_surrogate``), else None."""
-    found = _BAD_CHARACTER.search(value)
+    found = UNSTORABLE.search(value)
     if found is None:
         return None
     return "nul_character" if found.group() == "\x00" else "lone_surrogate"

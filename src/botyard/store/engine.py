@@ -21,14 +21,13 @@ from alembic.config import Config
 from sqlalchemy import Connection, Engine, ExceptionContext, create_engine, event, make_url, text
 
 from botyard.errors import StoreUnavailable
-from botyard.store.tables import UNSTORABLE
+from botyard.unstorable import LONE_SURROGATE, UNSTORABLE
 
 _PG_MIGRATION_LOCK = 0x626F7479617264  # "botyard"; any process migrating holds it
 # SQLite's primary result codes for a database that is busy, locked, full, unreadable or
 # read-only: an outage. Its other errors (no such table, a syntax error) are bugs.
 _SQLITE_UNAVAILABLE = {5, 6, 8, 10, 13, 14, 15}  # BUSY LOCKED READONLY IOERR FULL CANTOPEN PROTOCOL
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def build_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> Engine:
@@ -86,7 +85,7 @@ def _sqlite_json(text: str) -> Any:
     document = json.loads(text)
     if _SURROGATE_ESCAPE.search(text) is None:
         return document
-    return _replaced(document, _LONE_SURROGATE)
+    return _replaced(document, LONE_SURROGATE)
 
 
 def jsonb_text(value: Any) -> str:
