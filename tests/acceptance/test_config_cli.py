@@ -172,3 +172,21 @@ def test_server_refuses_forwarded_allow_ips_uvicorn_would_ignore_in_a_line(
     assert server.returncode == 2, server.stderr  # before: it started, believing no proxy
     (line,) = server.stderr.splitlines()
     assert line.startswith("FORWARDED_ALLOW_IPS: "), line
+
+
+@pytest.mark.parametrize("command", [["ls"], ["rm", "vera"], ["logout", "vera"]])
+def test_users_with_an_unreachable_database_says_so_in_a_line(
+    tmp_path: Path, command: list[str]
+) -> None:
+    database = f"postgresql://bot:db-password-never-printed@127.0.0.1:{_closed_port()}/botyard"
+    done = subprocess.run(
+        [sys.executable, "-m", "botyard", "users", *command, "--database-url", database],
+        env={**os.environ, "BOTYARD_DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr  # before: a traceback, exit 1
+    assert "Traceback" not in done.stderr and "db-password-never-printed" not in done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("cannot connect to the database at postgresql://bot:***@127.0.0.1:")

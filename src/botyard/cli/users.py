@@ -15,22 +15,38 @@ from rich.console import Console
 from rich.table import Table
 
 from botyard.cli.options import DatabaseUrl, DataDir, settings_for
-from botyard.errors import BotyardError
+from botyard.errors import BotyardError, StoreUnavailable
 from botyard.orchestrator.auth import Role
 from botyard.orchestrator.users import UserAdmin
-from botyard.store.sql import open_store
+from botyard.store.sql import SqlStore, open_store
 
 console = Console()
+errors = Console(stderr=True)
 users_app = typer.Typer(help="Manage API users and their roles.", no_args_is_help=True)
 Username = typer.Argument(..., help="The user's name.")
 _ACTOR = "cli"
 _ENDED = "; every token of theirs ends within 5 s"
 
 
+def _store(data_dir: Path | None, database_url: str | None) -> SqlStore:
+    """The store, or one red line and exit 2 when it cannot be reached (as ``botyard server``
+    says it: which URL, and what to check)."""
+    from botyard.orchestrator import preflight
+
+    settings = settings_for(data_dir, database_url)
+    try:
+        if problems := preflight.connection_problems(settings, redis=False):
+            raise StoreUnavailable(problems[0])
+        return open_store(settings.store.url)
+    except BotyardError as exc:
+        errors.print(str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from exc
+
+
 @contextmanager
 def _admin(data_dir: Path | None, database_url: str | None) -> Iterator[UserAdmin]:
     """The store's users; a refused change is one red line and exit 1."""
-    store = open_store(settings_for(data_dir, database_url).store.url)
+    store = _store(data_dir, database_url)
     try:
         yield UserAdmin(store.users, store.audit)
     except BotyardError as exc:
@@ -135,8 +151,7 @@ def logout(
 @users_app.command("ls")
 def ls(data_dir: Path | None = DataDir, database_url: str | None = DatabaseUrl) -> None:
     """List users and their roles."""
-    settings = settings_for(data_dir, database_url)
-    store = open_store(settings.store.url)
+    store = _store(data_dir, database_url)
     try:
         table = Table("username", "role", "disabled")
         for user in store.users.all():
