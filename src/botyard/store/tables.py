@@ -68,6 +68,7 @@ class Reported(TypeDecorator[str]):
 
 class ReportedText(Reported):
     impl = Text
+    cache_ok = True  # SQLAlchemy asks each class for itself
 
 
 Json = JSON().with_variant(JSONB(), "postgresql")
