@@ -281,8 +281,11 @@ def test_every_job_completes_exactly_once_when_redis_loses_everything_mid_run(
                     connect(private_redis.url).flushall()
                 else:
                     private_redis.restart(down_for=1.0)
+            # The burst's jobs are slower, so that a backlog is still on Redis when it goes,
+            # however slowly a loaded machine submits them.
+            seconds = 0.2 if n < disrupt_at else 0.05
             job, _ = service.submit(
-                Submission("tests.tally", {"path": str(tally), "seconds": 0.05}),
+                Submission("tests.tally", {"path": str(tally), "seconds": seconds}),
                 actor="test",
                 client=None,
             )
