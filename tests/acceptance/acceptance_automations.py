@@ -115,3 +115,17 @@ def tally(ctx: JobContext, path: str) -> dict[str, int]:
     finally:
         os.close(fd)
     return {"attempt": ctx.attempt}
+
+
+@automation("accept.peek_at_worker", idempotent=True, timeout=30)
+def peek_at_worker(ctx: JobContext) -> dict[str, bool]:
+    """Reads the environment of its worker (the parent of its supervisor), as a job that
+    wanted the worker's token would: whether it could, and whether the token was there."""
+    import psutil
+
+    worker = psutil.Process().parent().parent()
+    try:
+        environ = Path(f"/proc/{worker.pid}/environ").read_bytes()
+    except PermissionError:
+        return {"read": False, "token": False}
+    return {"read": True, "token": b"BOTYARD_WORKER_TOKEN" in environ}

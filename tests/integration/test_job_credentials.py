@@ -35,6 +35,8 @@ WORKER_SECRETS = {
     "TASK_AUTH_TOKEN": "task-token-1234",
     "REDIS_URL": "redis://:redis-password-1234@redis.invalid:6379/0",
     "VALKEY_PASSWORD": "valkey-password-1234",
+    "PGPASSWORD": "libpq-password-1234",  # libpq's own: the store's connection
+    "PGHOST": "db.invalid",
 }
 StartWorker = Callable[..., PullWorker]
 pytestmark = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)  # store-independent

@@ -24,29 +24,15 @@ from typing import Any
 
 from botyard.automations.supervisor import RECORD
 from botyard.errors import AutomationError
+from botyard.own_secrets import without_secrets
 from botyard.processes import kill_tree
 
 _SUPERVISOR = str(Path(__file__).with_name("supervisor.py"))
-# Botyard's own secrets: a job's process needs none of them (a job gets a credential of its own
-# attempt instead of the worker token, and never reaches the store or Redis). Whatever else the
-# environment holds (portal credentials, BOTYARD_URL, settings) is the job's to use.
-WORKER_SECRETS = frozenset(
-    {
-        "BOTYARD_WORKER_TOKEN",
-        "DATABASE_URL",
-        "JWT_SECRET",
-        "JWT_SECRET_KEY",
-        "ADMIN_PASSWORD",
-        "TASK_AUTH_TOKEN",
-        "REDIS_URL",
-        "VALKEY_PASSWORD",
-    }
-)
 
 
 def job_environment(environ: Mapping[str, str], tmpdir: str) -> dict[str, str]:
     """The environment of a job's processes: the worker's, less Botyard's own secrets."""
-    env = {name: value for name, value in environ.items() if name not in WORKER_SECRETS}
+    env = without_secrets(environ)
     env["TMPDIR"] = tmpdir
     return env
 

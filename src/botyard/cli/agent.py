@@ -37,11 +37,13 @@ def agent(
     The orchestrator claims jobs in its name and posts them to /execute; the agent runs them
     like a pull worker (child processes, leases, evidence) and answers 429 when full.
     """
+    from botyard.own_secrets import hide_own_environment
     from botyard.wiring import open_runtime
     from botyard.worker import WorkerConfig
     from botyard.worker.agent import AgentWorker
     from botyard.worker.agent_app import check_agent_settings, create_agent_app
 
+    hide_own_environment()  # its jobs run under its uid: not to read its token from /proc
     settings = settings_for(data_dir, database_url)
     ags = settings.agent
     development = settings.auth.development_mode

@@ -110,8 +110,11 @@ def worker(
     database_url: str | None = DatabaseUrl,
 ) -> None:
     """Run a pull worker: claim jobs from the store and run them in child processes."""
+    from botyard.own_secrets import hide_own_environment
     from botyard.wiring import open_runtime
     from botyard.worker import PullWorker, WorkerConfig
+
+    hide_own_environment()  # its jobs run under its uid: not to read its token from /proc
 
     if redis_url:
         os.environ["REDIS_URL"] = redis_url
@@ -169,6 +172,9 @@ def up(
 
     Ctrl-C stops it all: workers finish or hand back their jobs first.
     """
+    from botyard.own_secrets import hide_own_environment
+
+    hide_own_environment()  # the jobs of its workers run under its uid
     settings = settings_for(data_dir, database_url)
     modules = modules_or_default(automations, settings)
     env = {**os.environ, "BOTYARD_DATA_DIR": str(settings.store.data_dir.resolve())}

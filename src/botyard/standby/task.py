@@ -19,23 +19,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from botyard.errors import StandbyError, TaskBusy, TaskRejected
+from botyard.own_secrets import without_secrets
 from botyard.processes import kill_tree
 from botyard.settings import StandbySettings
 from botyard.standby.fetch import check_url, fetch, safe_url
 
 log = logging.getLogger("botyard.standby")
-
-# Botyard's own credentials; whatever else the container holds is the script's to use.
-_BOTYARD_SECRETS = (
-    "TASK_AUTH_TOKEN",
-    "BOTYARD_WORKER_TOKEN",
-    "DATABASE_URL",
-    "JWT_SECRET",
-    "JWT_SECRET_KEY",
-    "ADMIN_PASSWORD",
-    "VALKEY_PASSWORD",
-    "REDIS_URL",
-)
 
 # A plain file name: no directory, no leading dot, nothing a shell or a path would interpret.
 _SCRIPT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\.py$")
@@ -194,14 +183,12 @@ class TaskRunner:
             (folder / task.script_name).write_bytes(script)
             payload_file, result_file = folder / "payload.json", folder / "result.json"
             payload_file.write_text(json.dumps(task.payload))
-            env = {
-                **os.environ,
+            env = {  # the script is not to be trusted with Botyard's keys
+                **without_secrets(os.environ),
                 "BOTYARD_PAYLOAD_FILE": str(payload_file),
                 "BOTYARD_RESULT_FILE": str(result_file),
                 "BOTYARD_TASK_ID": task.id,
             }
-            for name in _BOTYARD_SECRETS:  # the script is not to be trusted with Botyard's keys
-                env.pop(name, None)
             code = self._spawn(outcome, [sys.executable, task.script_name], folder, env)
             outcome.exit_code = code
             if result_file.exists():
