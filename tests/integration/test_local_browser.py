@@ -6,12 +6,22 @@ from collections.abc import Iterator
 
 import pytest
 
+from botyard.browsers import runtime
 from botyard.browsers.local import LocalProvider
 from botyard.errors import BrowserUnavailable
 
 pytestmark = pytest.mark.browser
 
 _PAGE = "data:text/html,<title>t</title>"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _own_playwright() -> Iterator[None]:
+    """The provider starts the process's one Playwright driver (a job process keeps it for
+    good); stop it after these tests, or a later ``sync_playwright()`` in this test process
+    finds its event loop running."""
+    yield
+    runtime.stop()
 
 
 @pytest.fixture
