@@ -1,4 +1,4 @@
-"""Push dispatch: hand queued jobs to agents (seed 002's worker service) as they arrive.
+"""Push dispatch: hand queued jobs to agents (the HTTP worker services) as they arrive.
 
 A bus wake-up (a submit, a retry, a recovery) makes the dispatcher look at every online agent
 with free slots. For each it claims jobs in the agent's name with the ordinary claim statement
@@ -59,7 +59,7 @@ class Pushed:
 
 
 def base_url(endpoint: str) -> str:
-    """An agent's base URL; seed 002 names agents by their ``/execute`` URL."""
+    """An agent's base URL; agents may be named by their ``/execute`` URL."""
     endpoint = endpoint.strip().rstrip("/")
     return endpoint.removesuffix("/execute")
 

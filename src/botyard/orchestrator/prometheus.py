@@ -64,7 +64,7 @@ class StoreCollector(Collector):
         yield scheduler
         level, _ = rollup(snap)
         health = StateSetMetricFamily(
-            "botyard_health", "Seed 002's rollup: green, yellow or red", labels=[]
+            "botyard_health", "The health rollup: green, yellow or red", labels=[]
         )
         health.add_metric([], {lv.value: lv is level for lv in Level})
         yield health

@@ -1,4 +1,4 @@
-"""Evidence of a job (seed 002's ``/jobs/{id}/screenshots``) and authenticated downloads."""
+"""Evidence of a job (``/jobs/{id}/screenshots``) and authenticated downloads."""
 
 from __future__ import annotations
 

@@ -55,7 +55,7 @@ def retry_failed(
     who: Annotated[Principal, Depends(require("job:retry"))],
     body: RetryFilter | None = None,
 ) -> BulkRetryOut:
-    """Queue every failed job again, or those matching the filter (seed 004)."""
+    """Queue every failed job again, or those matching the filter."""
     chosen = body or RetryFilter()
     filters = JobFilter(
         automation=chosen.automation,

@@ -1,4 +1,4 @@
-"""Seed 004's processing view."""
+"""The processing view: counts by status, throughput, recent activity."""
 
 from __future__ import annotations
 

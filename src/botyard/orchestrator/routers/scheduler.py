@@ -1,4 +1,4 @@
-"""Seed 002's troubleshooting endpoints: the scheduler, a dispatch cycle, stale-job recovery."""
+"""The troubleshooting endpoints: the scheduler, a dispatch cycle, stale-job recovery."""
 
 from __future__ import annotations
 

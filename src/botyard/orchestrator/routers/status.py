@@ -1,4 +1,4 @@
-"""``/status`` (the rollup) and ``/metrics`` (seed 002's JSON: history, averages, current)."""
+"""``/status`` (the rollup) and ``/metrics`` (JSON: history, averages, current)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def current_snapshot(request: Request, runtime: Runtime) -> Snapshot:
 
 @router.get("/status")
 def status(request: Request, runtime: RuntimeDep) -> dict[str, Any]:
-    """Everything at a glance, with seed 002's green / yellow / red rollup and its reasons."""
+    """Everything at a glance, with the green / yellow / red health rollup and its reasons."""
     clock: Clock = request.app.state.clock
     maintenance: Maintenance = request.app.state.maintenance
     snap = current_snapshot(request, runtime)
@@ -134,7 +134,7 @@ def metrics(
     runtime: RuntimeDep,
     format: Annotated[Literal["json", "prometheus", "openmetrics"] | None, Query()] = None,
 ) -> Response:
-    """Seed 002's ``{metrics, averages, current}``, or the Prometheus exposition of the store."""
+    """The JSON ``{metrics, averages, current}``, or the Prometheus exposition of the store."""
     accept = request.headers.get("accept", "")
     if format in _EXPOSITION or (format is None and wants_prometheus(accept)):
         registry: CollectorRegistry = request.app.state.prometheus
