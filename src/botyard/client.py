@@ -142,7 +142,7 @@ class Client:
         return lines
 
     def evidence(self, job_id: int) -> list[dict[str, Any]]:
-        """The job's evidence files (seed 002's ``/jobs/{id}/screenshots``), oldest first."""
+        """The job's evidence files (``/jobs/{id}/screenshots``), oldest first."""
         items: list[dict[str, Any]] = self._call("GET", f"/jobs/{job_id}/screenshots")[
             "screenshots"
         ]
@@ -185,7 +185,7 @@ class Client:
 
 
 class StandbyClient:
-    """A standby worker (seed 000): ``StandbyClient(url, token).send_task(...)``."""
+    """A standby task server: ``StandbyClient(url, token).send_task(...)``."""
 
     def __init__(self, base_url: str = "http://127.0.0.1:8080", token: str | None = None, *,
                  timeout: float = 30.0) -> None:  # fmt: skip

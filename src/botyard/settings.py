@@ -101,7 +101,7 @@ class ConcurrencySettings(BaseSettings):
 
 
 class MaintenanceSettings(BaseSettings):
-    """The orchestrator's maintenance jobs (seed 002's triggers) and who runs them."""
+    """The orchestrator's maintenance jobs (their triggers) and who runs them."""
 
     model_config = SettingsConfigDict(env_prefix="BOTYARD_", extra="ignore")
 
@@ -120,7 +120,7 @@ class MaintenanceSettings(BaseSettings):
 
 
 class AuthSettings(BaseSettings):
-    """JWT and the first admin (seed 002's variable names)."""
+    """JWT and the first admin."""
 
     model_config = SettingsConfigDict(extra="ignore")
 
@@ -310,7 +310,7 @@ class PrivacySettings(BaseSettings):
 
 
 class RedisSettings(BaseSettings):
-    """Redis or Valkey (optional): ``REDIS_URL``, or seed 001's ``VALKEY_HOST``, ``_PORT``,
+    """Redis or Valkey (optional): ``REDIS_URL``, or ``VALKEY_HOST``, ``_PORT``,
     ``_PASSWORD``."""
 
     model_config = SettingsConfigDict(extra="ignore")
@@ -319,7 +319,7 @@ class RedisSettings(BaseSettings):
     valkey_host: str | None = Field(default=None, validation_alias="VALKEY_HOST")
     valkey_port: int = Field(default=6379, ge=1, le=65535, validation_alias="VALKEY_PORT")
     valkey_password: SecretStr | None = Field(default=None, validation_alias="VALKEY_PASSWORD")
-    # Seed 003: a worker's heartbeat key lives 30 s unless renewed.
+    # A worker's heartbeat key lives 30 s unless renewed.
     heartbeat_ttl: int = Field(
         default=30, ge=1, le=3600, validation_alias="BOTYARD_REDIS_HEARTBEAT_TTL"
     )
@@ -369,7 +369,7 @@ class CredentialSettings(BaseSettings):
 
 
 class AgentSettings(BaseSettings):
-    """Agent workers (seed 002's worker service) and the orchestrator's side of pushing to them."""
+    """Agent workers (the HTTP worker service) and the orchestrator's side of pushing to them."""
 
     model_config = SettingsConfigDict(extra="ignore")
 
@@ -399,7 +399,7 @@ class AgentSettings(BaseSettings):
 
 
 class StandbySettings(BaseSettings):
-    """The one-shot task server (seed 000's variable names)."""
+    """The one-shot standby task server."""
 
     model_config = SettingsConfigDict(extra="ignore")
 

@@ -32,7 +32,7 @@ def agent(
     data_dir: Path | None = DataDir,
     database_url: str | None = DatabaseUrl,
 ) -> None:
-    """Run an agent: seed 002's worker service (/health, /status, /status/{id}, /execute).
+    """Run an agent: the HTTP worker service (/health, /status, /status/{id}, /execute).
 
     The orchestrator claims jobs in its name and posts them to /execute; the agent runs them
     like a pull worker (child processes, leases, evidence) and answers 429 when full.

@@ -1,4 +1,4 @@
-"""``botyard standby``: seed 000's one-shot task server."""
+"""``botyard standby``: the one-shot standby task server."""
 
 from __future__ import annotations
 

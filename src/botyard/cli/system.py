@@ -95,7 +95,7 @@ def worker(
         None, "--queues", "-q", help="Comma-separated queues to serve (default: default)."
     ),
     max_retries: int = typer.Option(
-        None, "--max-retries", min=0, help="Cap on retries after the first attempt (seed 003)."
+        None, "--max-retries", min=0, help="Cap on retries after the first attempt."
     ),
     health_check_interval: float = typer.Option(
         None, "--health-check-interval", min=0.5, help="Seconds between heartbeats."
@@ -104,7 +104,7 @@ def worker(
     redis_url: str = typer.Option(
         None,
         "--redis-url",
-        help="Redis/Valkey (seed 003): jobs arrive through its lists; events, heartbeat keys.",
+        help="Redis/Valkey: jobs arrive through its lists; events, heartbeat keys.",
     ),
     data_dir: Path | None = DataDir,
     database_url: str | None = DatabaseUrl,

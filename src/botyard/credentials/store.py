@@ -1,4 +1,4 @@
-"""Typed access to configuration and credentials, whatever their source (seed 001's API)."""
+"""Typed access to configuration and credentials, whatever their source."""
 
 from __future__ import annotations
 

@@ -51,7 +51,7 @@ def lookup(ctx: JobContext, circuit_number: str) -> None:
 
 # -- the MetroFibre demo portal, driven in a real browser ----------------------------------------
 
-PROVIDER = "metrofiber"  # seed 001's METROFIBER_* variables name the accounts
+PROVIDER = "metrofiber"  # METROFIBER_* variables name the accounts
 
 
 def _portal_login(ctx: JobContext, account: str) -> Any:

@@ -1,4 +1,4 @@
-"""System health: the facts ``/status`` and ``/metrics`` report, seed 002's rollup, readiness."""
+"""System health: the facts ``/status`` and ``/metrics`` report, the rollup, readiness."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from botyard.store.workers import Workers
 log = logging.getLogger("botyard.api")
 _warn = LogThrottle(log)
 
-# Seed 002's thresholds.
+# The rollup's thresholds (the documented health indicators).
 FAILURE_RATE_YELLOW, FAILURE_RATE_RED = 0.05, 0.10
 QUEUE_YELLOW, QUEUE_RED = 20, 50
 UTILISATION_YELLOW = 0.80
@@ -74,7 +74,7 @@ class Snapshot:
 
 
 def rollup(snapshot: Snapshot) -> tuple[Level, list[str]]:
-    """Green, yellow or red, with the reasons (seed 002's "System Health Indicators")."""
+    """Green, yellow or red, with the reasons (the documented "System Health Indicators")."""
     red, yellow = [], []
     if not snapshot.store_ok:
         red.append("the store is unreachable")
@@ -140,7 +140,7 @@ class Clock:
         self.started = time.monotonic()
 
     def uptime(self) -> str:
-        """Seed 002's human form: ``2 days, 14:32:15``."""
+        """The human form: ``2 days, 14:32:15``."""
         return str(timedelta(seconds=int(time.monotonic() - self.started)))
 
 

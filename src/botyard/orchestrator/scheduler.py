@@ -165,7 +165,7 @@ class Maintenance:
         return run
 
     def status(self) -> dict[str, Any]:
-        """``GET /scheduler``: seed 002's shape, plus the leader and each job's last run."""
+        """``GET /scheduler``: running, job count and jobs, the leader and each job's last run."""
         current = self.store.leases.current(LEASE)
         now = datetime.now(UTC)
         leader = None

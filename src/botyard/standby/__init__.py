@@ -1,4 +1,4 @@
-"""Standby mode (seed 000): a one-shot task server that runs a downloaded script."""
+"""Standby mode: a one-shot task server that runs a downloaded script."""
 
 from botyard.standby.server import create_standby_app, serve
 from botyard.standby.task import Task, TaskOutcome, TaskRunner, parse_task

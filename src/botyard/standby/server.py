@@ -1,4 +1,4 @@
-"""Seed 000's standby task server: ``POST /task`` and ``GET /health``, then exit 0 or 1.
+"""The standby task server: ``POST /task`` and ``GET /health``, then exit 0 or 1.
 
 The process takes one task, answers 202 at once, runs it, and exits with 0 when the script
 succeeded and 1 otherwise, so that a container restart policy gives the next task a clean

@@ -59,7 +59,7 @@ class PersonActions(JobReads):
     def retry_failed(
         self, filters: JobFilter, *, limit: int = 1000, skip_queues: Sequence[str] = ()
     ) -> list[JobRecord]:
-        """Queue again every failed job that matches ``filters`` (seed 004's bulk retry)."""
+        """Queue again every failed job that matches ``filters`` (the bulk retry)."""
         failed = JobFilter(
             status=JobStatus.FAILED,
             automation=filters.automation,

@@ -58,7 +58,7 @@ def job_record(row: RowMapping, **extra: Any) -> JobRecord:
 
 @dataclass(frozen=True, slots=True)
 class ProcessingStatus:
-    """Seed 004's processing view: counts, the last hour's throughput, recent activity."""
+    """The processing view: counts, the last hour's throughput, recent activity."""
 
     counts: dict[str, int]
     finished_last_hour: dict[str, int]

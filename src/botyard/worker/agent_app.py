@@ -1,4 +1,4 @@
-"""The agent's HTTP service (seed 002's worker service, port 8621).
+"""The agent's HTTP service (the HTTP worker service, port 8621).
 
 Every request must come from an address in ``AUTHORIZED_WORKER_IPS`` (IPs and CIDRs, IPv4 and
 IPv6; loopback only in development mode), else 403 ``Unauthorized IP address``. Everything but
