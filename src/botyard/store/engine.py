@@ -81,7 +81,7 @@ def _unavailable(context: ExceptionContext) -> None:
 
 def _sqlite_json(text: str) -> Any:
     """JSON as SQLite keeps it. Rows stored before the API refused lone surrogates may hold
-    some (escapes such as ``\\ud83d``): they read back as U+FFFD, since no answer could carry them."""
+    some (escapes such as ``\\ud83d``): they read back as U+FFFD, as no answer could carry them."""
     document = json.loads(text)
     if _SURROGATE_ESCAPE.search(text) is None:
         return document
